@@ -1,0 +1,255 @@
+"""The Monte Carlo engine: host-side set-up of one batched problem (every scenario x tenor on
+common random numbers) and the month loop over a chunk of paths.
+
+``build_problem`` turns config + loan tape into plain arrays; ``simulate`` runs paths
+[start, stop) and returns per-path losses, per-loan sums and fan samples. It is array-library
+generic: the same code runs on numpy (the reference) and on cupy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from scipy.special import ndtri
+
+from . import market, recovery, rng, schedule, waterfall
+from .config import StressConfig
+from .portfolio import Portfolio
+from .scenario import shocked_path, shocked_scalar
+
+TAPE_TENOR = 0  # tenor coordinate meaning "each loan's tenor_months from the tape"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything the month loop needs, as host (numpy) arrays.
+
+    Shapes: S scenarios, K tenors, L loans, C chips, T loan months (longest tenor), H = T + lag
+    market months. Money in USD, rates per month unless named annual.
+    """
+
+    scenarios: tuple[str, ...]
+    tenors: tuple[int, ...]
+    loans: tuple[str, ...]
+    months: int
+    lag: int
+    market: market.MarketParams
+    rules: waterfall.Rules
+    chip_of_loan: np.ndarray  # (L,) index into market.chips
+    principal: np.ndarray  # (L,)
+    dscr_min: np.ndarray  # (L,)
+    ltv_max: np.ndarray  # (L,)
+    refinanced: np.ndarray  # (L,) bullet or balloon
+    borrower: Optional[np.ndarray]  # (L, B) one-hot, only with cross-default
+    copula_load: np.ndarray  # (L,) sqrt(rho)
+    tenor: np.ndarray  # (K, L) months
+    reserve_target: np.ndarray  # (K, L) USD
+    regular_balance: np.ndarray  # (K, L, T) USD after the month's regular payment
+    scheduled_payment: np.ndarray  # (K, L, T) contractual payment at the baseline rate
+    scheduled_balance: np.ndarray  # (K, L, T)
+    monthly_rate: np.ndarray  # (S, L, T)
+    exogenous_threshold: np.ndarray  # (S, L, T) Phi^-1 of the cumulative PD
+    gpus_alive: np.ndarray  # (L, H)
+    contract_revenue: np.ndarray  # (L, H)
+    merchant_hours: np.ndarray  # (L, H) GPU-hours of uncontracted alive GPUs
+    opex_base: np.ndarray  # (S, L, H) opex not proportional to utilisation
+    opex_slope: np.ndarray  # (S, L, H) opex per unit of utilisation
+    value_income: np.ndarray  # (L, H) collateral value per USD/GPU-h of spot price
+    value_cost: np.ndarray  # (L, H)
+    scrap: np.ndarray  # (L,)
+    haircut: np.ndarray  # (S, H)
+    sale_cost: float
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.scenarios), len(self.tenors), len(self.loans)
+
+
+def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
+    """Set up the batched problem for all selected scenarios and tenors."""
+    scen = list(cfg.scenario.values())
+    tenors = tuple(cfg.tenors) if cfg.tenors else (TAPE_TENOR,)
+    tenor = np.array([tape.tenor_months if k == TAPE_TENOR else np.full(len(tape), k) for k in tenors], dtype=np.int64)
+    months = int(tenor.max())
+    lag = cfg.model.recovery.lag_months
+    horizon = months + lag
+    t_loan = np.arange(1, months + 1)
+    t_all = np.arange(1, horizon + 1)
+    params = market.build_params(cfg, horizon)
+    chip_index = {c: i for i, c in enumerate(params.chips)}
+    chip_of_loan = np.array([chip_index[c] for c in tape.chip])
+    floating = tape.rate_type == "floating"
+
+    base_rates = np.stack([shocked_path(sc.shocks, "base_rate", cfg.market.base_rate, t_loan) for sc in scen])
+    annual = np.where(floating[None, :, None], base_rates[:, None, :] + tape.rate[None, :, None], tape.rate[None, :, None])
+    rate0 = np.where(floating, cfg.market.base_rate + tape.rate, tape.rate)
+    scheds = [schedule.build(tape.principal, rate0, tenor[k], tape.amortization, tape.balloon_pct, months)
+              for k in range(len(tenors))]
+    reserve_target = np.stack([tape.reserve_months * s.payment[:, 0] for s in scheds])
+
+    pd_mult = np.array([shocked_scalar(sc.shocks, "pd_multiplier", 1.0) for sc in scen])
+    pd = np.clip(tape.pd_annual[None, :] * pd_mult[:, None], 0.0, 1.0)
+    cumulative_pd = -np.expm1(np.log1p(-pd)[:, :, None] * t_loan[None, None, :] / 12.0)
+    threshold = ndtri(np.where(pd[:, :, None] >= 1.0, 1.0, cumulative_pd))
+
+    alive = tape.gpus[:, None] * (1.0 - np.array([cfg.market.chips[c].failure_rate for c in tape.chip]))[:, None] ** (t_all[None, :] / 12.0)
+    contracted = tape.contracted_share[:, None] * alive * (t_all[None, :] <= tape.contract_months[:, None])
+    merchant = alive - contracted
+    hours = recovery.HOURS_PER_MONTH
+    full_power = np.stack([shocked_path(sc.shocks, "power_price", tape.power_price[:, None], t_all) for sc in scen])
+    full_power = full_power * (tape.pue * np.array([cfg.market.chips[c].power_kw for c in tape.chip]))[None, :, None] * hours
+    idle = cfg.market.utilization.idle_power_share
+    u_ref = np.array([cfg.market.chips[c].reference_utilization for c in tape.chip])
+    contracted_draw = contracted * (idle + (1.0 - idle) * u_ref[:, None])
+    opex_base = (alive * tape.opex_fixed[:, None])[None] + full_power * (contracted_draw + merchant * idle)[None]
+    opex_slope = full_power * (merchant * (1.0 - idle))[None]
+    income, cost, scrap = recovery.valuation_factors(cfg, tape.chip, tape.age_months, t_all)
+    haircut = np.clip(np.stack([shocked_path(sc.shocks, "haircut", cfg.model.recovery.haircut, t_all) for sc in scen]), 0.0, 1.0)
+
+    borrower = None
+    if cfg.model.cross_default:
+        names, index = np.unique(tape.borrower, return_inverse=True)
+        borrower = np.eye(len(names))[index]
+
+    return Problem(
+        scenarios=tuple(cfg.scenario),
+        tenors=tenors,
+        loans=tuple(tape.loan_id),
+        months=months,
+        lag=lag,
+        market=params,
+        rules=waterfall.Rules.from_channels(cfg.model.channels, cure_months=cfg.model.cure_months,
+                                            refi_ltv_max=cfg.model.refi_ltv_max,
+                                            cross_default=cfg.model.cross_default),
+        chip_of_loan=chip_of_loan,
+        principal=tape.principal.astype(float),
+        dscr_min=tape.dscr_min,
+        ltv_max=tape.ltv_max,
+        refinanced=np.isin(tape.amortization, schedule.REFINANCED),
+        borrower=borrower,
+        copula_load=np.sqrt(tape.asset_corr),
+        tenor=tenor,
+        reserve_target=reserve_target,
+        regular_balance=np.stack([s.regular_balance for s in scheds]),
+        scheduled_payment=np.stack([s.payment for s in scheds]),
+        scheduled_balance=np.stack([s.balance for s in scheds]),
+        monthly_rate=annual / 12.0,
+        exogenous_threshold=threshold,
+        gpus_alive=alive,
+        contract_revenue=contracted * hours * tape.contract_price[:, None],
+        merchant_hours=merchant * hours,
+        opex_base=opex_base,
+        opex_slope=opex_slope,
+        value_income=income,
+        value_cost=cost,
+        scrap=scrap,
+        haircut=haircut,
+        sale_cost=cfg.model.recovery.sale_cost,
+    )
+
+
+@dataclass
+class ChunkResult:
+    """Outputs of paths [start, stop): per-path arrays and sums that combine across chunks."""
+
+    start: int
+    loss: np.ndarray  # (S, K, P) portfolio loss, USD
+    loan_loss: np.ndarray  # (S, K, L) sum over paths, USD
+    loan_defaults: np.ndarray  # (S, K, L) number of paths with a default
+    loan_lgd: np.ndarray  # (S, K, L) sum over defaults of loss / exposure
+    defaulted_exposure: np.ndarray  # (S, K, T) sum of exposure by default month, USD
+    cause_count: np.ndarray  # (S, K, 4) defaults by cause (payment..exogenous)
+    price: np.ndarray  # (S, F, C, T) spot prices of the fan paths in this chunk
+    ltv: np.ndarray  # (S, K, F, T) principal-weighted LTV of live loans (NaN: none live)
+    dscr: np.ndarray  # (S, K, F, T) principal-weighted DSCR of live loans
+    default_month: Optional[np.ndarray] = None  # (S, K, P, L) with output.paths
+    default_cause: Optional[np.ndarray] = None
+
+
+def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int,
+             dtype=np.float64, keep_paths: bool = False, to_host=np.asarray) -> ChunkResult:
+    """Run paths [start, stop) through months 1..T (+ the liquidation lag) on library ``xp``."""
+    S, K, L = prob.shape
+    T, H = prob.months, prob.months + prob.lag
+    P = stop - start
+    F = max(0, min(fan_paths, stop) - start)
+    dev = lambda a, dt=dtype: xp.asarray(a, dtype=dt)  # noqa: E731
+    paths = xp.arange(start, stop, dtype=xp.int64)
+    chip = prob.chip_of_loan
+    mstate = market.start(xp, prob.market, seed, paths)
+    eps = rng.normals_block(xp, seed, paths, 0, rng.STREAM_COPULA_IDIO, L)
+    z = rng.normals_block(xp, seed, paths, 0, rng.STREAM_COPULA_SYS, 1)
+    load = dev(prob.copula_load, np.float64)
+    copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
+
+    st = waterfall.open_state(xp, (S, K, P, L), prob.principal, prob.reserve_target, dtype)
+    borrower = dev(prob.borrower) if prob.borrower is not None else None
+    terms = dict(refinanced=dev(prob.refinanced, bool), dscr_min=dev(prob.dscr_min), ltv_max=dev(prob.ltv_max),
+                 reserve_target=dev(prob.reserve_target)[None, :, None, :])
+    weight = dev(prob.principal)
+    price_fan = np.full((S, F, len(prob.market.chips), T), np.nan)
+    ltv_fan = np.full((S, K, F, T), np.nan)
+    dscr_fan = np.full((S, K, F, T), np.nan)
+
+    for t in range(1, H + 1):
+        i = t - 1
+        demand, price = market.advance(xp, prob.market, mstate, seed, paths, t, dtype)
+        loan_price = price[:, :, chip]  # (S, P, L)
+        value = recovery.collateral_value(xp, loan_price, dev(prob.value_income[:, i]), dev(prob.value_cost[:, i]),
+                                          dev(prob.scrap))
+        if t <= T:
+            util = market.utilization(xp, prob.market, demand, chip, seed, paths, t, dtype)
+            cfads = (dev(prob.contract_revenue[:, i]) - dev(prob.opex_base[:, :, i])[:, None, :]
+                     + util * (dev(prob.merchant_hours[:, i]) * loan_price - dev(prob.opex_slope[:, :, i])[:, None, :]))
+            collateral = (dev(prob.gpus_alive[:, i]) * value)[:, None]
+            opening = st.balance[:, :, :F]
+            was_live = st.active[:, :, :F]
+            _, service = waterfall.step(
+                xp, st, t, prob.rules, cfads=cfads[:, None], collateral=collateral,
+                monthly_rate=dev(prob.monthly_rate[:, :, i])[:, None, None, :],
+                regular_balance=dev(prob.regular_balance[:, :, i])[None, :, None, :],
+                at_maturity=xp.asarray(prob.tenor == t)[None, :, None, :],
+                exogenous_hit=copula <= xp.asarray(prob.exogenous_threshold[:, :, i])[:, None, None, :],
+                borrower=borrower, **terms)
+            if F:
+                price_fan[:, :, :, i] = to_host(price[:, :F])
+                w = xp.where(was_live, weight, 0.0)
+                wsum = w.sum(-1)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    ltv = xp.where(was_live, opening / collateral[:, :, :F], 0.0)
+                    dscr = xp.where(was_live, cfads[:, None, :F] / service[:, :, :F], 0.0)
+                    ltv_fan[:, :, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
+                    dscr_fan[:, :, :, i] = to_host(xp.where(wsum > 0, (w * dscr).sum(-1) / wsum, xp.nan))
+        sold = (st.default_month == t - prob.lag) & (st.default_month > 0)
+        idx = xp.nonzero(sold)
+        if idx[0].size:
+            s_, k_, p_, l_ = idx
+            proceeds = recovery.liquidation_proceeds(
+                xp, dev(prob.gpus_alive[:, i])[l_], value[s_, p_, l_], dev(prob.haircut[:, i])[s_], prob.sale_cost,
+                st.reserve_at_default[idx], st.exposure[idx], st.rate_at_default[idx], prob.lag)
+            st.loss[idx] = st.exposure[idx] - proceeds
+
+    defaulted = st.default_month > 0
+    month_index = xp.where(defaulted, st.default_month.astype(xp.int64) - 1, 0)
+    flat = (xp.arange(S * K).reshape(S, K, 1, 1) * T + month_index)[defaulted]
+    exposure_by_month = xp.bincount(flat, weights=st.exposure[defaulted].astype(xp.float64), minlength=S * K * T)
+    cause_flat = (xp.arange(S * K).reshape(S, K, 1, 1) * 4 + st.cause.astype(xp.int64) - 1)[defaulted]
+    causes = xp.bincount(cause_flat, minlength=S * K * 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lgd = xp.where(defaulted, st.loss / st.exposure, 0.0)
+    return ChunkResult(
+        start=start,
+        loss=to_host(st.loss.sum(-1, dtype=xp.float64)),
+        loan_loss=to_host(st.loss.sum(2, dtype=xp.float64)),
+        loan_defaults=to_host(defaulted.sum(2)),
+        loan_lgd=to_host(lgd.sum(2, dtype=xp.float64)),
+        defaulted_exposure=to_host(exposure_by_month.reshape(S, K, T)),
+        cause_count=to_host(causes.reshape(S, K, 4)),
+        price=price_fan,
+        ltv=ltv_fan,
+        dscr=dscr_fan,
+        default_month=to_host(st.default_month) if keep_paths else None,
+        default_cause=to_host(st.cause) if keep_paths else None,
+    )

@@ -1,0 +1,345 @@
+"""Loan tape (DESIGN 2.1) -> validated struct of arrays, one entry per loan.
+
+A tape is a UTF-8 CSV file (``.csv``, ``.txt``; comma-separated, header first) or a Parquet file
+(``.parquet``, ``.pq``), one row per loan. Validation collects every problem and raises a single
+:class:`~stress.errors.TapeError` naming the file, and for each problem the line, the loan and the
+column, so that a user can fix the whole tape in one go.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import NoReturn
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import TapeError
+
+CSV_SUFFIXES = (".csv", ".txt")
+PARQUET_SUFFIXES = (".parquet", ".pq")
+RATE_TYPES = ("fixed", "floating")
+AMORTIZATIONS = ("annuity", "linear", "bullet", "balloon")
+MAX_LISTED = 100  # problems spelled out in one TapeError; the count in its first line covers all
+
+# Unnamed pandas index written by DataFrame.to_parquet when the index is not a plain range.
+_PANDAS_INDEX = re.compile(r"__index_level_\d+__")
+
+
+@dataclass(frozen=True, eq=False)
+class Portfolio:
+    """A validated loan tape: one read-only numpy array per DESIGN 2.1 column, in tape order."""
+
+    source: str  # the tape's path, as given
+    loan_id: np.ndarray  # str, unique
+    borrower: np.ndarray  # str; cross-default group
+    chip: np.ndarray  # str; a GPU family of the market config
+    gpus: np.ndarray  # int64; GPUs pledged as collateral
+    age_months: np.ndarray  # int64; fleet age at the valuation date, months
+    principal: np.ndarray  # float64; outstanding at the valuation date, USD
+    rate: np.ndarray  # float64; fixed coupon, or spread over the base rate, decimal per year
+    rate_type: np.ndarray  # str; "fixed" or "floating"
+    amortization: np.ndarray  # str; "annuity", "linear", "bullet" or "balloon"
+    balloon_pct: np.ndarray  # float64; share of principal left at maturity, 0..1 (0 unless balloon)
+    tenor_months: np.ndarray  # int64; tenor when the tenor dimension is not swept, months
+    contracted_share: np.ndarray  # float64; share of GPUs under take-or-pay contracts, 0..1
+    contract_price: np.ndarray  # float64; price under those contracts, USD per GPU-hour
+    contract_months: np.ndarray  # int64; months until the contracts end
+    power_price: np.ndarray  # float64; site electricity price, USD per kWh
+    pue: np.ndarray  # float64; site power usage effectiveness, >= 1
+    opex_fixed: np.ndarray  # float64; staff, space, maintenance, USD per GPU per month
+    reserve_months: np.ndarray  # float64; debt service reserve at start, months of debt service
+    dscr_min: np.ndarray  # float64; cash-sweep trigger on the trailing 3-month DSCR
+    ltv_max: np.ndarray  # float64; LTV above this (for cure_months) is an event of default
+    pd_annual: np.ndarray  # float64; exogenous default probability, decimal per year
+    asset_corr: np.ndarray  # float64; Gaussian-copula correlation of the exogenous channel, 0..1
+    line: np.ndarray  # int64; line of the loan in the tape (header = 1; Parquet: row number + 1)
+
+    def __len__(self) -> int:
+        """Number of loans."""
+        return len(self.loan_id)
+
+
+COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in fields(Portfolio) if f.name not in ("source", "line")
+)  # the tape's columns, DESIGN 2.1 order
+
+_Parser = Callable[[str], str | int | float]
+
+
+class _BadCell(ValueError):
+    """A cell that cannot be used; the message completes "line L (loan_id X), column 'c': "."""
+
+
+def _got(raw: str) -> str:
+    return f"got {raw!r}" if raw else "got an empty cell"
+
+
+def _text(raw: str) -> str:
+    """Free text that must not be empty."""
+    if not raw:
+        raise _BadCell("must not be empty")
+    return raw
+
+
+def _choice(names: Sequence[str], described: str) -> _Parser:
+    """Text from `names`, matched case-insensitively and returned as spelled in `names`."""
+    canonical = {name.casefold(): name for name in names}
+    listed = ", ".join(names)
+
+    def parse(raw: str) -> str:
+        try:
+            return canonical[raw.casefold()]
+        except KeyError:
+            raise _BadCell(f"must be {described} ({listed}), {_got(raw)}") from None
+
+    return parse
+
+
+def _number(
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    hint: str = "",
+    empty: float | None = None,
+) -> _Parser:
+    """A finite number within the bounds (inclusive unless open), returned as float, or as int
+    when `integer` (then it must be a whole number). `empty`: value of an empty cell, if allowed.
+    """
+    if high == math.inf:
+        bounds = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    hint = f" ({hint})" if hint else ""
+
+    def parse(raw: str) -> int | float:
+        if not raw and empty is not None:
+            return empty
+        try:
+            value = float(raw)
+        except ValueError:
+            raise _BadCell(f"must be a number, {_got(raw)}") from None
+        if not math.isfinite(value):
+            raise _BadCell(f"must be a finite number, {_got(raw)}")
+        if integer and not (value.is_integer() and abs(value) < 2**53):
+            raise _BadCell(f"must be a whole number, {_got(raw)}")
+        too_low = value <= low if low_open else value < low
+        too_high = value >= high if high_open else value > high
+        if too_low or too_high:
+            raise _BadCell(f"must be {bounds}{hint}, {_got(raw)}")
+        return int(value) if integer else value
+
+    return parse
+
+
+def _schema(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
+    """Parser and numpy dtype of every column, in DESIGN 2.1 order."""
+    share = "a decimal, e.g. 0.25 for 25%"
+    return {
+        "loan_id": (_text, object),
+        "borrower": (_text, object),
+        "chip": (_choice(sorted(chips), "a chip of the market config"), object),
+        "gpus": (_number(0, low_open=True, integer=True), np.int64),
+        "age_months": (_number(0, integer=True), np.int64),
+        "principal": (_number(0, low_open=True), np.float64),
+        "rate": (_number(-0.05, 1, hint="decimal per year, e.g. 0.12 for 12%"), np.float64),
+        "rate_type": (_choice(RATE_TYPES, "one of"), object),
+        "amortization": (_choice(AMORTIZATIONS, "one of"), object),
+        "balloon_pct": (_number(0, 1, high_open=True, hint=share, empty=0.0), np.float64),
+        "tenor_months": (_number(0, low_open=True, integer=True), np.int64),
+        "contracted_share": (_number(0, 1, hint=share), np.float64),
+        "contract_price": (_number(0), np.float64),
+        "contract_months": (_number(0, integer=True), np.int64),
+        "power_price": (_number(0), np.float64),
+        "pue": (_number(1), np.float64),
+        "opex_fixed": (_number(0), np.float64),
+        "reserve_months": (_number(0), np.float64),
+        "dscr_min": (_number(0, low_open=True), np.float64),
+        "ltv_max": (_number(0, low_open=True), np.float64),
+        "pd_annual": (_number(0, 1, hint="decimal per year, e.g. 0.02 for 2%"), np.float64),
+        "asset_corr": (_number(0, 1), np.float64),
+    }
+
+
+@dataclass(frozen=True)
+class _Table:
+    """Raw tape: header names and, per loan, its line in the file and its cells as text."""
+
+    header_line: int
+    header: list[str]
+    rows: list[tuple[int, list[str]]]
+
+
+def load_portfolio(path: str | Path, chips: Collection[str]) -> Portfolio:
+    """Read and validate a loan tape; `chips` are the GPU families known to the market config.
+
+    Raises TapeError if the file cannot be read or if any cell is invalid (all problems listed).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CSV_SUFFIXES + PARQUET_SUFFIXES:
+        raise TapeError(
+            f"{path}: unsupported loan tape format {path.suffix or '(no extension)'!r}; "
+            f"use CSV ({', '.join(CSV_SUFFIXES)}) or Parquet ({', '.join(PARQUET_SUFFIXES)})"
+        )
+    if not path.is_file():
+        raise TapeError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
+    if path.stat().st_size == 0:
+        raise TapeError(f"{path}: the file is empty")
+    table = _read_csv(path) if suffix in CSV_SUFFIXES else _read_parquet(path)
+    if not table.rows:
+        raise TapeError(f"{path}: the tape has a header but no loans")
+    return _validate(str(path), table, chips)
+
+
+def _read_csv(path: Path) -> _Table:
+    """Cells as raw text; blank lines are skipped but still counted in the line numbers."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as err:
+        raise TapeError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise TapeError(
+            f"{path}: not a UTF-8 text file (undecodable byte at offset {err.start}); "
+            "save the tape as UTF-8 CSV or as Parquet"
+        ) from None
+    if "\x00" in text:
+        raise TapeError(f"{path}: contains NUL bytes; this is binary data, not a CSV text file")
+    records: list[tuple[int, list[str]]] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1  # line on which the next record begins (a quoted cell may span several lines)
+    try:
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                records.append((start, cells))
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise TapeError(f"{path}: line {start}: not valid CSV ({err})") from None
+    if not records:
+        raise TapeError(f"{path}: the file is empty")
+    (header_line, header), *rows = records
+    return _Table(header_line, [name.strip() for name in header], rows)
+
+
+def _read_parquet(path: Path) -> _Table:
+    """Cells converted to text (null -> empty) so that CSV and Parquet share one validation."""
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as err:
+        raise TapeError(f"{path}: not a readable Parquet file ({err})") from None
+    keep = [i for i, name in enumerate(table.column_names) if not _PANDAS_INDEX.fullmatch(name)]
+    header = [table.column_names[i].strip() for i in keep]
+    columns = [table.column(i).to_pylist() for i in keep]
+    rows = [
+        (number + 2, ["" if value is None else str(value) for value in values])
+        for number, values in enumerate(zip(*columns))
+    ]
+    return _Table(1, header, rows)
+
+
+def _check_header(table: _Table, problems: list[str]) -> dict[str, int]:
+    """Report missing, unknown and duplicated columns; return the position of each usable column."""
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(table.header):
+        positions.setdefault(name, []).append(position)
+    where = f"line {table.header_line} (header)"
+    missing = [name for name in COLUMNS if name not in positions]
+    if missing:
+        problems.append(f"{where}: missing columns {', '.join(map(repr, missing))}")
+    unknown = [
+        f"{name!r} (column {p + 1})"
+        for name, ps in positions.items()
+        if name not in COLUMNS
+        for p in ps
+    ]
+    if unknown:
+        problems.append(
+            f"{where}: unknown columns {', '.join(unknown)}; "
+            f"the expected columns are {', '.join(COLUMNS)}"
+        )
+    duplicated = [
+        f"{name!r} (columns {', '.join(str(p + 1) for p in ps)})"
+        for name, ps in positions.items()
+        if len(ps) > 1
+    ]
+    if duplicated:
+        problems.append(f"{where}: duplicated columns {', '.join(duplicated)}")
+    return {name: ps[0] for name, ps in positions.items() if name in COLUMNS and len(ps) == 1}
+
+
+def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:
+    """Parse every cell, check the cross-column rules, build the Portfolio or raise one error."""
+    schema = _schema(chips)
+    problems: list[str] = []
+    index = _check_header(table, problems)
+    parsed: list[dict[str, str | int | float]] = []
+    first_line: dict[str, int] = {}  # loan_id -> line where it first appears
+    for line, raw_cells in table.rows:
+        cells = [cell.strip() for cell in raw_cells]
+        id_at = index.get("loan_id")
+        loan_id = cells[id_at] if id_at is not None and id_at < len(cells) else ""
+        where = f"line {line} ({f'loan_id {loan_id!r}' if loan_id else 'no loan_id'})"
+        if len(cells) != len(table.header):
+            problems.append(f"{where}: has {len(cells)} cells, the header has {len(table.header)}")
+            continue
+        row: dict[str, str | int | float] = {}
+        for name, position in index.items():
+            try:
+                row[name] = schema[name][0](cells[position])
+            except _BadCell as bad:
+                problems.append(f"{where}, column {name!r}: {bad}")
+        if loan_id in first_line:
+            problems.append(f"{where}, column 'loan_id': duplicate of line {first_line[loan_id]}")
+        elif loan_id:
+            first_line[loan_id] = line
+        if "amortization" in row and "balloon_pct" in row:
+            balloon = _check_balloon(
+                row["amortization"], row["balloon_pct"], cells[index["balloon_pct"]]
+            )
+            if balloon:
+                problems.append(f"{where}, column 'balloon_pct': {balloon}")
+        parsed.append(row)
+    if problems:
+        _fail(source, problems)
+    arrays = {
+        name: _frozen(np.array([row[name] for row in parsed], dtype=dtype))
+        for name, (_, dtype) in schema.items()
+    }
+    lines = _frozen(np.array([line for line, _ in table.rows], dtype=np.int64))
+    return Portfolio(source=source, line=lines, **arrays)
+
+
+def _check_balloon(amortization: object, value: object, raw: str) -> str | None:
+    """balloon_pct is required on balloon loans and must be 0 or empty on all others."""
+    if amortization == "balloon":
+        return None if raw else "must be given for a balloon loan"
+    if value != 0:
+        return (
+            f"must be 0 or empty unless amortization is 'balloon' "
+            f"(this loan is {amortization!r}), {_got(raw)}"
+        )
+    return None
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def _fail(source: str, problems: list[str]) -> NoReturn:
+    count = len(problems)
+    listed = problems[:MAX_LISTED]
+    if count > MAX_LISTED:
+        listed.append(f"... and {count - MAX_LISTED} more")
+    head = f"{source}: {count} problem{'' if count == 1 else 's'} in the loan tape:"
+    raise TapeError("\n".join([head, *(f"  {problem}" for problem in listed)]))
