@@ -34,6 +34,8 @@ def _task(cfg: DictConfig) -> None:
         sys.exit(2)
     if not cfg.quiet:
         console = Console()
+        if not console.is_terminal:  # piped or logged: do not squeeze the tables to 80 columns
+            console = Console(width=130)
         for table in results.summary_tables(ds):
             console.print(table)
         console.print(f"Results written to {ds.attrs['written_to']}")

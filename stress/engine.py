@@ -186,8 +186,10 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
 
     st = waterfall.open_state(xp, (S, K, P, L), prob.principal, prob.reserve_target, dtype)
     borrower = dev(prob.borrower) if prob.borrower is not None else None
-    terms = dict(refinanced=dev(prob.refinanced, bool), dscr_min=dev(prob.dscr_min), ltv_max=dev(prob.ltv_max),
+    terms = dict(refinanced=dev(prob.refinanced, bool), dscr_min=dev(prob.dscr_min),
                  reserve_target=dev(prob.reserve_target)[None, :, None, :])
+    ltv_max = dev(prob.ltv_max)
+    pending = {}  # month of sale -> index tuple of the loans that defaulted `lag` months before
     weight = dev(prob.principal)
     price_fan = np.full((S, F, len(prob.market.chips), T), np.nan)
     ltv_fan = np.full((S, K, F, T), np.nan)
@@ -205,14 +207,18 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                      + util * (dev(prob.merchant_hours[:, i]) * loan_price - dev(prob.opex_slope[:, :, i])[:, None, :]))
             collateral = (dev(prob.gpus_alive[:, i]) * value)[:, None]
             opening = st.balance[:, :, :F]
-            was_live = st.active[:, :, :F]
-            _, service = waterfall.step(
-                xp, st, t, prob.rules, cfads=cfads[:, None], collateral=collateral,
+            was_live = st.active[:, :, :F].copy()  # step() clears defaulted cells in place
+            matures = prob.tenor == t
+            new, service = waterfall.step(
+                xp, st, t, prob.rules, cfads=cfads[:, None], ltv_limit=ltv_max * collateral,
+                refi_limit=prob.rules.refi_ltv_max * collateral,
                 monthly_rate=dev(prob.monthly_rate[:, :, i])[:, None, None, :],
                 regular_balance=dev(prob.regular_balance[:, :, i])[None, :, None, :],
-                at_maturity=xp.asarray(prob.tenor == t)[None, :, None, :],
+                at_maturity=xp.asarray(matures)[None, :, None, :] if matures.any() else None,
                 exogenous_hit=copula <= xp.asarray(prob.exogenous_threshold[:, :, i])[:, None, None, :],
                 borrower=borrower, **terms)
+            if new[0].size:
+                pending[t + prob.lag] = new
             if F:
                 price_fan[:, :, :, i] = to_host(price[:, :F])
                 w = xp.where(was_live, weight, 0.0)
@@ -222,9 +228,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                     dscr = xp.where(was_live, cfads[:, None, :F] / service[:, :, :F], 0.0)
                     ltv_fan[:, :, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
                     dscr_fan[:, :, :, i] = to_host(xp.where(wsum > 0, (w * dscr).sum(-1) / wsum, xp.nan))
-        sold = (st.default_month == t - prob.lag) & (st.default_month > 0)
-        idx = xp.nonzero(sold)
-        if idx[0].size:
+        idx = pending.pop(t, None)
+        if idx is not None:  # collateral of the loans that defaulted `lag` months ago is sold now
             s_, k_, p_, l_ = idx
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], value[s_, p_, l_], dev(prob.haircut[:, i])[s_], prob.sale_cost,

@@ -160,36 +160,32 @@ def write(ds: xr.Dataset, out_dir: str, fmt: str, overwrite: bool) -> Path:
 
 
 def summary_tables(ds: xr.Dataset, top_loans: int = 10):
-    """Rich tables: EL, VaR and ES (99% or the nearest quantile) with standard errors by scenario
-    and tenor, then the loans with the highest EL."""
+    """Rich tables: EL, VaR and ES (99% or the nearest level) with standard errors by scenario
+    and tenor; then the loans with the highest EL in the first scenario, at every tenor."""
     from rich.table import Table
 
-    q = float(ds.quantile.sel(quantile=0.99, method="nearest"))
-    risk = Table(title=f"Portfolio loss (USD m, ± 1 standard error; {ds.attrs['paths']} paths)")
-    for col in ("scenario", "tenor (months)", "EL", f"VaR {q:.1%}", f"ES {q:.1%}", "EL / principal"):
-        risk.add_column(col, justify="left" if col == "scenario" else "right")
-    principal = float(ds.loss.isel(path=0).values.flat[0] / ds.loss_rate.isel(path=0).values.flat[0]) \
-        if float(ds.loss_rate.isel(path=0).values.flat[0]) else None
+    q = float(ds["quantile"].sel(quantile=0.99, method="nearest"))
+    risk = Table(title=f"Portfolio loss, USD m (± one Monte Carlo standard error; {ds.attrs['paths']} paths)")
+    for col in ("scenario", "tenor", "EL", "±", f"VaR {q:.1%}", "±", f"ES {q:.1%}", "±", "EL/principal"):
+        risk.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
+    m = lambda v: f"{v.item() / 1e6:,.1f}"  # noqa: E731
     for s in ds.scenario.values:
         for k in ds.tenor.values:
             cell = ds.sel(scenario=s, tenor=k)
-            fmt = lambda v, e: f"{float(v) / 1e6:,.1f} ± {float(e) / 1e6:,.1f}"  # noqa: E731
-            rate = float(cell.loss_rate.mean())
             risk.add_row(str(s), str(k) if k != TAPE_TENOR else "tape",
-                         fmt(cell.expected_loss, cell.expected_loss_se),
-                         fmt(cell["var"].sel(quantile=q), cell["var_se"].sel(quantile=q)),
-                         fmt(cell.es.sel(quantile=q), cell.es_se.sel(quantile=q)), f"{rate:.2%}")
-    del principal
-    el = ds.el.max(("scenario", "tenor"))
-    worst = el.sortby(el, ascending=False).loan.values[:top_loans]
-    loans = Table(title="Loans with the highest EL (worst scenario x tenor)")
-    for col in ("loan", "worst EL (USD m)", "PD there", "LGD there", "scenario", "tenor"):
-        loans.add_column(col, justify="left" if col in ("loan", "scenario") else "right")
-    for loan in worst:
-        cell = ds.el.sel(loan=loan)
-        s, k = np.unravel_index(int(cell.argmax()), cell.shape)
-        sel = dict(scenario=ds.scenario.values[s], tenor=ds.tenor.values[k], loan=loan)
-        lgd = float(ds.lgd.sel(sel))
-        loans.add_row(str(loan), f"{float(ds.el.sel(sel)) / 1e6:,.2f}", f"{float(ds.pd.sel(sel)):.1%}",
-                      "-" if np.isnan(lgd) else f"{lgd:.0%}", str(sel["scenario"]), str(sel["tenor"]))
+                         m(cell.expected_loss), m(cell.expected_loss_se),
+                         m(cell["var"].sel(quantile=q)), m(cell["var_se"].sel(quantile=q)),
+                         m(cell.es.sel(quantile=q)), m(cell.es_se.sel(quantile=q)),
+                         f"{cell.loss_rate.mean().item():.2%}")
+    first = ds.scenario.values[0]
+    el = ds.el.sel(scenario=first)
+    order = el.isel(tenor=-1).argsort().values[::-1][:top_loans]
+    loans = Table(title=f"Highest-EL loans in {first}: EL USD m (PD)")
+    loans.add_column("loan", no_wrap=True)
+    for k in ds.tenor.values:
+        loans.add_column(f"tenor {k}" if k != TAPE_TENOR else "tape tenor", justify="right", no_wrap=True)
+    for i in order:
+        cells = [f"{el.isel(loan=i, tenor=j).item() / 1e6:,.1f} ({ds.pd.sel(scenario=first).isel(loan=i, tenor=j).item():.0%})"
+                 for j in range(ds.sizes["tenor"])]
+        loans.add_row(str(ds.loan.values[i]), *cells)
     return risk, loans

@@ -7,6 +7,10 @@ payment (CFADS plus reserve cannot pay the debt service), covenant (LTV above ``
 maturity), exogenous (the Gaussian-copula draw falls below the cumulative PD). A default other
 than refinancing pre-empts the month's payment, so its exposure is the opening balance; a
 refinancing default happens after the last regular instalment, on the balance left.
+
+The reserve pays any shortfall of CFADS against the debt service (CFADS can be negative: opex is
+senior); a surplus first tops the reserve up to its target, the rest is released to the borrower
+or, while the trailing three-month DSCR is below ``dscr_min``, swept to prepay principal.
 """
 
 from __future__ import annotations
@@ -77,57 +81,71 @@ def open_state(xp, shape, principal, reserve_target, dtype) -> LoanState:
     )
 
 
-def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, collateral, monthly_rate, regular_balance,
-         at_maturity, refinanced, reserve_target, dscr_min, ltv_max, exogenous_hit, borrower=None):
-    """Advance every active loan through month t; return the mask of new defaults.
+def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limit, monthly_rate,
+         regular_balance, at_maturity, refinanced, reserve_target, dscr_min, exogenous_hit, borrower=None):
+    """Advance every loan cell through month t; return (index tuple of the new defaults, debt service).
 
-    cfads (S,1,P,L) USD; collateral (S,1,P,L) USD; monthly_rate (S,1,1,L); regular_balance and
-    at_maturity (1,K,1,L); refinanced, dscr_min, ltv_max (L,); reserve_target (1,K,1,L);
-    exogenous_hit (S,1,P,L) bool; borrower: one-hot (L, B) matrix when cross-default is on.
+    cfads (S,1,P,L) USD; ltv_limit = ltv_max x collateral and refi_limit = refi_ltv_max x
+    collateral (S,1,P,L) USD; monthly_rate (S,1,1,L); regular_balance (1,K,1,L);
+    at_maturity (1,K,1,L) bool, or None in a month where no loan matures; refinanced, dscr_min (L,);
+    reserve_target (1,K,1,L) USD; exogenous_hit (S,1,P,L) bool; borrower: one-hot (L, B) matrix
+    when cross-default is on. Cells that are no longer active are computed too (cheaper than
+    masking) but never produce events; their balance and reserve are meaningless.
     """
-    live = st.active
+    shape = st.balance.shape
     b0, r0 = st.balance, st.reserve
     due = xp.maximum(b0 - regular_balance, 0.0)
     service = b0 * monthly_rate + due
-    surplus = cfads - service
-    short = xp.maximum(-surplus, 0.0)
-    covered = short <= r0 + ROUNDING * service
-    gap = xp.maximum(reserve_target - r0, 0.0)
-    r1 = xp.where(surplus >= 0, r0 + xp.minimum(surplus, gap), xp.maximum(r0 - short, 0.0))
-    excess = xp.maximum(surplus - gap, 0.0)
-    trailing_breach = (cfads + st.cfads1 + st.cfads2) < dscr_min * (service + st.service1 + st.service2)
+    cash = r0 + (cfads - service)  # reserve after the service is paid from CFADS; < 0: shortfall
+    cap = xp.maximum(r0, reserve_target)
+    r1 = xp.minimum(xp.maximum(cash, 0.0), cap)  # draw the reserve, or top it up to its target
+    excess = xp.maximum(cash - cap, 0.0)  # released to the borrower, or swept if the covenant bites
+    sweep = (cfads + st.cfads1 + st.cfads2) < dscr_min * (service + st.service1 + st.service2)
     b1 = b0 - due
-    b1 = b1 - xp.where(trailing_breach, xp.minimum(excess, b1), 0.0)
-    st.breach = xp.where(b0 > ltv_max * collateral, st.breach + 1, 0).astype(xp.int16)
+    b1 = b1 - xp.minimum(excess, b1) * sweep
+    st.breach = (st.breach + 1) * (b0 > ltv_limit)
 
-    cause = xp.zeros(live.shape, dtype=xp.int8)
-    if rules.exogenous:
-        cause = xp.where(exogenous_hit, EXOGENOUS, cause).astype(xp.int8)
-    if rules.refinancing:
-        refi = at_maturity & refinanced & (b1 > rules.refi_ltv_max * collateral)
-        cause = xp.where(refi, REFINANCING, cause).astype(xp.int8)
+    payment_hit = cash < -ROUNDING * service
+    event = payment_hit if rules.payment else xp.zeros(shape, dtype=bool)
     if rules.covenant:
-        cause = xp.where(st.breach >= rules.cure_months, COVENANT, cause).astype(xp.int8)
-    if rules.payment:
-        cause = xp.where(covered, cause, PAYMENT).astype(xp.int8)
-    cause = xp.where(live, cause, 0).astype(xp.int8)
-    if borrower is not None:
-        cause = _cross_default(xp, cause, live, borrower)
-    new = cause > 0
-    refi_cause = cause == REFINANCING
+        event = event | (st.breach >= rules.cure_months)
+    if rules.exogenous:
+        event = event | exogenous_hit
+    refi_hit = None
+    if rules.refinancing and at_maturity is not None:
+        refi_hit = at_maturity & refinanced & (b1 > refi_limit)
+        event = event | refi_hit
+    idx = xp.nonzero(event & st.active)
 
-    st.default_month = xp.where(new, t, st.default_month).astype(xp.int16)
-    st.cause = xp.where(new, cause, st.cause).astype(xp.int8)
-    st.exposure = xp.where(new, xp.where(refi_cause, b1, b0), st.exposure)
-    st.reserve_at_default = xp.where(new, xp.where(refi_cause, r1, r0), st.reserve_at_default)
-    st.rate_at_default = xp.where(new, 12.0 * monthly_rate, st.rate_at_default)
-    paying = live & ~new
-    st.balance = xp.where(paying, b1, b0)
-    st.reserve = xp.where(paying, r1, r0)
-    st.active = paying & ~at_maturity
+    if idx[0].size:
+        cause = xp.zeros(idx[0].shape, dtype=xp.int8)  # lowest priority first, highest written last
+        if rules.exogenous:
+            cause[xp.broadcast_to(exogenous_hit, shape)[idx]] = EXOGENOUS
+        if refi_hit is not None:
+            cause[refi_hit[idx]] = REFINANCING
+        if rules.covenant:
+            cause[st.breach[idx] >= rules.cure_months] = COVENANT
+        if rules.payment:
+            cause[payment_hit[idx]] = PAYMENT
+        if borrower is not None:
+            dense = xp.zeros(shape, dtype=xp.int8)
+            dense[idx] = cause
+            dense = _cross_default(xp, dense, st.active, borrower)
+            idx = xp.nonzero(dense)
+            cause = dense[idx]
+        refi_cause = cause == REFINANCING
+        st.default_month[idx] = t
+        st.cause[idx] = cause
+        st.exposure[idx] = xp.where(refi_cause, b1[idx], b0[idx])
+        st.reserve_at_default[idx] = xp.where(refi_cause, r1[idx], r0[idx])
+        st.rate_at_default[idx] = 12.0 * xp.broadcast_to(monthly_rate, shape)[idx]
+        st.active[idx] = False
+    if at_maturity is not None:
+        st.active = st.active & ~at_maturity  # repaid at par (or refinanced) at maturity
+    st.balance, st.reserve = b1, r1
     st.cfads2, st.cfads1 = st.cfads1, cfads
     st.service2, st.service1 = st.service1, service
-    return new, service
+    return idx, service
 
 
 def _cross_default(xp, cause, live, borrower):
@@ -137,5 +155,5 @@ def _cross_default(xp, cause, live, borrower):
     for code in (EXOGENOUS, REFINANCING, COVENANT, PAYMENT):  # last write = highest priority
         hit = ((cause == code).astype(dtype) @ borrower) > 0  # (S, K, P, B)
         loans_hit = (hit.astype(dtype) @ borrower.T) > 0
-        spread = xp.where(loans_hit, code, spread).astype(xp.int8)
-    return xp.where(live & (cause == 0), spread, cause).astype(xp.int8)
+        spread = xp.where(loans_hit, xp.int8(code), spread)
+    return xp.where(live & (cause == 0), spread, cause)

@@ -1,0 +1,193 @@
+// Device functions of one month of the model (DESIGN 2.2, 2.3) for one path, one scenario, one loan:
+// market step, utilisation, CFADS, collateral value, the debt waterfall and default rules, and the
+// liquidation after default. Each function is the per-cell arithmetic of the numpy reference
+// (stress/market.py, waterfall.py, recovery.py, engine.py) in the same order of operations, so that
+// the float64 host build agrees with numpy to the last bit or two; the file and function named
+// beside each one is its reference.
+//
+// T is the engine's float type (double or float). As in the numpy engine, the market factors and the
+// random numbers are always float64 and are rounded to T where a loan first uses them; everything
+// per loan is computed in T. Money in USD, prices in USD per GPU-hour, rates per month unless named
+// annual, months counted from the valuation date (t = 1..T loan months, then the liquidation lag).
+#pragma once
+#include "philox.cuh"
+
+namespace model {
+
+// Default causes, in stress.waterfall.CAUSES order; a lower code has priority.
+enum Cause : int { NONE = 0, PAYMENT = 1, COVENANT = 2, REFINANCING = 3, EXOGENOUS = 4 };
+constexpr int N_CAUSES = 4;  // codes 1..4 (cause_count columns)
+
+constexpr double ROUNDING = 1e-9;  // waterfall.ROUNDING: a shortfall below this share of debt service counts as paid
+
+// np.maximum / np.minimum / np.clip: NaN propagates from either argument.
+template <typename T>
+__host__ __device__ __forceinline__ T np_maximum(T a, T b) {
+  return (a >= b || a != a) ? a : b;
+}
+template <typename T>
+__host__ __device__ __forceinline__ T np_minimum(T a, T b) {
+  return (a <= b || a != a) ? a : b;
+}
+template <typename T>
+__host__ __device__ __forceinline__ T np_clip(T x, T lo, T hi) {
+  return np_minimum(np_maximum(x, lo), hi);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Market factors (market.advance), float64, per (scenario, path).
+
+// AR(1) step of a unit-variance factor: persistence x + sqrt(1 - persistence^2) innovation; the scale
+// is precomputed on the host with numpy (demand: phi, chip noise: psi).
+__host__ __device__ __forceinline__ double ar1_step(double x, double persistence, double scale, double innovation) {
+  return persistence * x + scale * innovation;
+}
+
+// Share of a launch's log price step in force at month t: linear over `ramp` months from the (jittered)
+// launch month, or all at once when ramp = 0.
+__host__ __device__ __forceinline__ double launch_share(int t, double launch_month, double ramp) {
+  const double elapsed = static_cast<double>(t) - launch_month;
+  if (ramp == 0.0) return elapsed >= 0.0 ? 1.0 : 0.0;
+  return np_clip(elapsed / ramp, 0.0, 1.0);
+}
+
+// log P_c(t) = log P_c(0) - g_c t + kappa_c (D_t - phi^t D_0) + sigma_c X_c(t) + J(t), with D_t the
+// shocked demand, D_0 the unshocked demand at the valuation date and decay = phi^t.
+__host__ __device__ __forceinline__ double log_spot_price(double log_price0, double trend_monthly, int t, double kappa,
+                                                          double demand, double decay, double demand0, double sigma,
+                                                          double noise, double jump) {
+  return (log_price0 - trend_monthly * static_cast<double>(t)) + kappa * (demand - decay * demand0) + sigma * noise +
+         jump;
+}
+
+// Spot price after the scenario's price shock a P + b, floored at 0, USD/GPU-h.
+__host__ __device__ __forceinline__ double spot_price(double shock_a, double shock_b, double log_price) {
+  return np_maximum(shock_a * exp(log_price) + shock_b, 0.0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loan cash flows, in T.
+
+// market.utilization: u_max logistic(a_c + beta D_t + sigma_u n) under the utilisation shock a u + b,
+// clipped to [0, 1]. `demand` is the shocked demand rounded to T, `noise` the loan's normal.
+template <typename T>
+__host__ __device__ __forceinline__ T utilization(T intercept, T beta, T demand, T sigma_u, T noise, T u_max,
+                                                  T shock_a, T shock_b) {
+  const T z = intercept + beta * demand + sigma_u * noise;
+  const T u = u_max / (T(1) + exp(-z));
+  return np_clip(shock_a * u + shock_b, T(0), T(1));
+}
+
+// engine.simulate: CFADS = contract revenue - opex not proportional to utilisation
+//                          + u (merchant GPU-hours x spot price - opex per unit of utilisation), USD.
+template <typename T>
+__host__ __device__ __forceinline__ T cfads(T contract_revenue, T opex_base, T util, T merchant_hours, T price,
+                                            T opex_slope) {
+  return contract_revenue - opex_base + util * (merchant_hours * price - opex_slope);
+}
+
+// recovery.collateral_value: V = max(P income - cost, scrap), USD per GPU.
+template <typename T>
+__host__ __device__ __forceinline__ T collateral_value(T price, T income, T cost, T scrap) {
+  return np_maximum(price * income - cost, scrap);
+}
+
+// recovery.liquidation_proceeds: alive GPUs x V (1 - haircut)(1 - sale cost) + reserve, capped at the
+// exposure and discounted over the lag at the loan's annual rate, USD at the default date.
+// `keep_after_sale` = 1 - sale cost, rounded to T from float64 as numpy does with the Python float.
+template <typename T>
+__host__ __device__ __forceinline__ T liquidation_proceeds(T gpus_alive, T value, T haircut, T keep_after_sale,
+                                                           T reserve, T exposure, T annual_rate, int lag_months) {
+  const T gross = gpus_alive * value * (T(1) - haircut) * keep_after_sale + reserve;
+  return np_minimum(gross, exposure) * pow(T(1) + annual_rate / T(12), T(-lag_months));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Debt waterfall and default rules (waterfall.step), one (tenor, loan) cell.
+
+// Channels and thresholds common to all loans (waterfall.Rules).
+template <typename T>
+struct Rules {
+  bool payment, covenant, refinancing, exogenous;
+  int cure_months;  // consecutive months of LTV > ltv_max before a covenant default
+  T refi_ltv_max;   // a bullet or balloon above this LTV at maturity cannot refinance
+};
+
+// State of a cell carried from month to month.
+template <typename T>
+struct Cell {
+  T balance;   // outstanding principal, USD
+  T reserve;   // debt service reserve, USD
+  T service1;  // debt service of the last two months, USD
+  T service2;
+  int breach;  // consecutive months with LTV above ltv_max
+};
+
+// What the month brings before cross-default and commit.
+template <typename T>
+struct Month {
+  T paid_balance;  // b1: balance after the regular payment and any cash sweep
+  T paid_reserve;  // r1: reserve after topping up or drawing
+  T service;       // debt service due this month, USD
+  int cause;       // the loan's own default cause, 0 = none
+};
+
+// Cash flows of month t for a cell that is `live` (neither defaulted nor repaid): debt service,
+// reserve, cash sweep and the loan's own default cause, in waterfall.step's order and priority
+// (payment > covenant > refinancing > exogenous). Updates the covenant breach counter and the
+// debt-service history for every cell, live or not, as waterfall.step does.
+template <typename T>
+__host__ __device__ __forceinline__ Month<T> waterfall_month(Cell<T>& c, const Rules<T>& rules, bool live, T cf,
+                                                             T cf1, T cf2, T collateral, T monthly_rate,
+                                                             T regular_balance, T reserve_target, T dscr_min,
+                                                             T ltv_max, bool at_maturity, bool refinanced,
+                                                             bool exogenous_hit) {
+  const T b0 = c.balance, r0 = c.reserve;
+  const T due = np_maximum(b0 - regular_balance, T(0));
+  const T service = b0 * monthly_rate + due;
+  const T surplus = cf - service;
+  const T shortfall = np_maximum(-surplus, T(0));
+  const bool covered = shortfall <= r0 + T(ROUNDING) * service;
+  const T gap = np_maximum(reserve_target - r0, T(0));
+  const T r1 = surplus >= T(0) ? r0 + np_minimum(surplus, gap) : np_maximum(r0 - shortfall, T(0));
+  const T excess = np_maximum(surplus - gap, T(0));
+  const bool trailing_breach = (cf + cf1 + cf2) < dscr_min * (service + c.service1 + c.service2);
+  T b1 = b0 - due;
+  b1 = b1 - (trailing_breach ? np_minimum(excess, b1) : T(0));
+  c.breach = b0 > ltv_max * collateral ? c.breach + 1 : 0;
+
+  int cause = NONE;  // lowest priority first, as waterfall.step overwrites
+  if (rules.exogenous && exogenous_hit) cause = EXOGENOUS;
+  if (rules.refinancing && at_maturity && refinanced && b1 > rules.refi_ltv_max * collateral) cause = REFINANCING;
+  if (rules.covenant && c.breach >= rules.cure_months) cause = COVENANT;
+  if (rules.payment && !covered) cause = PAYMENT;
+  if (!live) cause = NONE;
+
+  c.service2 = c.service1;
+  c.service1 = service;
+  return Month<T>{b1, r1, service, cause};
+}
+
+// Exposure and reserve recorded at default: a refinancing default happens after the month's regular
+// instalment (b1, r1); any other default pre-empts the payment (opening b0, r0).
+template <typename T>
+struct DefaultRecord {
+  T exposure;  // outstanding principal at default, USD
+  T reserve;   // reserve balance at default, USD
+};
+
+template <typename T>
+__host__ __device__ __forceinline__ DefaultRecord<T> default_record(const Cell<T>& c, const Month<T>& m, int cause) {
+  return cause == REFINANCING ? DefaultRecord<T>{m.paid_balance, m.paid_reserve}
+                              : DefaultRecord<T>{c.balance, c.reserve};
+}
+
+// A live loan that does not default pays: the cell moves to (b1, r1). Defaulted or inactive cells keep
+// their balance and reserve.
+template <typename T>
+__host__ __device__ __forceinline__ void pay(Cell<T>& c, const Month<T>& m) {
+  c.balance = m.paid_balance;
+  c.reserve = m.paid_reserve;
+}
+
+}  // namespace model
