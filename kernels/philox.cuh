@@ -50,7 +50,6 @@ __host__ __device__ __forceinline__ Key seed_key(unsigned long long seed) {
 __host__ __device__ __forceinline__ Words philox4x32_10(unsigned c0, unsigned c1, unsigned c2, unsigned c3,
                                                         Key key) {
   unsigned k0 = key.k0, k1 = key.k1;
-#pragma unroll
   for (int r = 0; r < ROUNDS; ++r) {
     const unsigned long long p0 = static_cast<unsigned long long>(M0) * c0;
     const unsigned long long p1 = static_cast<unsigned long long>(M1) * c2;

@@ -424,7 +424,7 @@ def ltv_dscr_figure(ds: xr.Dataset, tenor: int | None = None) -> Figure:
     handles = _band_legend_handles(pairs, median)
     handles += [Line2D([], [], color="k", ls="--", lw=0.8, label="LTV 100% / DSCR 1.0")]
     fig.legend(handles=handles, loc="outside lower center", ncols=_legend_cols(fig, len(handles), 2.0), fontsize=8)
-    fig.suptitle(f"Portfolio LTV and DSCR of live loans (principal-weighted), {tenor_label(k)}; "
+    fig.suptitle(f"Portfolio LTV and DSCR of live loans (principal-weighted), tenor {tenor_label(k)}; "
                  "gaps: all loans matured or defaulted", fontsize=11)
     return fig
 

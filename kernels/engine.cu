@@ -1,0 +1,505 @@
+// The fused Monte Carlo kernel: every month of every loan of one (scenario, path), all tenors, from
+// the valuation date to the sale of the last defaulted collateral. GPU twin of stress.engine.simulate
+// (the numpy reference); compiled by CuPy/NVRTC or nvcc for the GPU, and as host C++ by
+// stress/hostkernel.py (g++ -include host_shim.h) for the CPU parity tests.
+//
+// Parallel decomposition: one thread per (scenario, path), looping over months, loans and tenors.
+//   - Not per (scenario, tenor, path): the random numbers, market factors, utilisation, CFADS and
+//     collateral values do not depend on the tenor (they are ~2/3 of the work of a loan-month: a
+//     Philox block, log, sqrt, sin, cos and two exp), so a thread computes them once for all K
+//     tenors. S x P threads (7 x 10^5 for a million paths) still fill any GPU.
+//   - Not per loan: cross-default couples the loans of a borrower within a month, and the portfolio
+//     loss is a sum over loans, so all loans of a path live in one thread with no synchronisation.
+// Threads grid-stride over the S x P work items, so the launch size (and with it the scratch
+// memory) is chosen by the caller, independent of the number of paths.
+//
+// Random numbers are regenerated from Philox counters where they are used (philox.cuh, DESIGN 2.5);
+// no normal is stored. State lives in a per-thread scratch of O(K L + L + C + N + T) values
+// (below); memory never grows with paths x loans x months.
+//
+// ------------------------------------------------------------------------------------------------
+// Arguments (all arrays C-contiguous; S scenarios, K tenors, L loans, C chips, N launches,
+// B borrowers, T loan months, H = T + lag market months, P paths in this chunk, F fan paths in it)
+//
+// config (int64[CFG_SIZE]): S, K, L, C, N, B, T, lag, P, first_path (global index of the chunk's
+//   first path, the Philox counter), F, seed low 32 bits, seed high 32 bits, channel bits
+//   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months.
+//
+// reals (float64), the Problem arrays flattened one after the other, in this order:
+//   scalars[7]          phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost
+//   demand_decay[H]     phi^t for t = 1..H
+//   log_price0[C]       log USD/GPU-h          trend_monthly[C]   log decline per month
+//   kappa[C]            demand loading         sigma[C]           chip noise scale
+//   psi[C]              chip noise persistence noise_scale[C]     sqrt(1 - psi^2)
+//   util_intercept[C]   logit intercept
+//   launch_ramp[N], launch_jitter[N]           months
+//   launch_month[S,N]   scheduled month        launch_log_step[S,N]  log(1 - step)
+//   demand_a[S,H], demand_b[S,H], util_a[S,H], util_b[S,H]   scenario shock maps a x + b
+//   haircut[S,H]        distressed-sale discount, 0..1
+//   price_a[S,C,H], price_b[S,C,H]             price shock maps
+//   principal[L], dscr_min[L], ltv_max[L]      USD, 1, 1
+//   copula_load[L]      sqrt(rho)              copula_idio[L]     sqrt(1 - rho)
+//   scrap[L]            USD per GPU
+//   reserve_target[K,L] USD                    regular_balance[K,L,T]  USD after the regular payment
+//   monthly_rate[S,L,T] loan rate per month    exogenous_threshold[S,L,T]  Phi^-1(cumulative PD)
+//   gpus_alive[L,H], contract_revenue[L,H] (USD), merchant_hours[L,H] (GPU-h),
+//   value_income[L,H] (USD per USD/GPU-h), value_cost[L,H] (USD)
+//   opex_base[S,L,H], opex_slope[S,L,H]        USD, USD per unit of utilisation
+// ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L].
+// The simulate_layout kernel returns the lengths the kernel expects, for the caller to check.
+//
+// Outputs (accumulators zeroed and fans NaN-filled by the caller; optional ones may be null):
+//   loss[S,K,P] f64                portfolio loss of each path, USD
+//   loan_loss[S,K,L] f64           sum over paths of the loan's loss, USD           (atomicAdd)
+//   loan_defaults[S,K,L] u64       number of paths where the loan defaults          (atomicAdd)
+//   loan_lgd[S,K,L] f64            sum over defaults of loss / exposure              (atomicAdd)
+//   defaulted_exposure[S,K,T] f64  exposure at default by default month, USD         (atomicAdd)
+//   cause_count[S,K,4] u64         defaults by cause (payment, covenant, refinancing, exogenous)
+//   price_fan[S,F,C,T] f64         spot prices of the fan paths (null when F = 0)
+//   ltv_fan[S,K,F,T], dscr_fan[S,K,F,T] f64  principal-weighted LTV and DSCR of live loans
+//   default_month[S,K,P,L] i16, default_cause[S,K,P,L] i8   per path detail (null unless asked)
+// scratch: bytes_per_thread (from simulate_layout) x gridDim.x x blockDim.x, uninitialised.
+// ------------------------------------------------------------------------------------------------
+
+#include "model.cuh"
+
+namespace engine {
+
+enum ConfigIndex : int {
+  CFG_SCENARIOS,
+  CFG_TENORS,
+  CFG_LOANS,
+  CFG_CHIPS,
+  CFG_LAUNCHES,
+  CFG_BORROWERS,
+  CFG_MONTHS,
+  CFG_LAG,
+  CFG_PATHS,
+  CFG_FIRST_PATH,
+  CFG_FAN_PATHS,
+  CFG_SEED_LO,
+  CFG_SEED_HI,
+  CFG_CHANNELS,
+  CFG_CROSS_DEFAULT,
+  CFG_CURE_MONTHS,
+  CFG_SIZE
+};
+enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
+constexpr int N_SCALARS = 7;
+
+struct Dims {
+  int S, K, L, C, N, B, T, H, lag;
+  long long P, first_path, F;
+  unsigned long long seed;
+  int channels, cure_months;
+  bool cross_default;
+
+  __host__ __device__ explicit Dims(const long long* cfg)
+      : S(int(cfg[CFG_SCENARIOS])), K(int(cfg[CFG_TENORS])), L(int(cfg[CFG_LOANS])), C(int(cfg[CFG_CHIPS])),
+        N(int(cfg[CFG_LAUNCHES])), B(int(cfg[CFG_BORROWERS])), T(int(cfg[CFG_MONTHS])),
+        H(int(cfg[CFG_MONTHS] + cfg[CFG_LAG])), lag(int(cfg[CFG_LAG])), P(cfg[CFG_PATHS]),
+        first_path(cfg[CFG_FIRST_PATH]), F(cfg[CFG_FAN_PATHS]),
+        seed((unsigned long long)(cfg[CFG_SEED_HI]) << 32 | (unsigned long long)(cfg[CFG_SEED_LO])),
+        channels(int(cfg[CFG_CHANNELS])), cure_months(int(cfg[CFG_CURE_MONTHS])),
+        cross_default(cfg[CFG_CROSS_DEFAULT] != 0) {}
+};
+
+// Read-only views into `reals` and `ints`, in the documented order. With null bases only the
+// lengths are counted (simulate_layout).
+struct Tables {
+  const double* scalars;
+  const double* demand_decay;
+  const double *log_price0, *trend_monthly, *kappa, *sigma, *psi, *noise_scale, *util_intercept;
+  const double *launch_ramp, *launch_jitter, *launch_month, *launch_log_step;
+  const double *demand_a, *demand_b, *util_a, *util_b, *haircut;
+  const double *price_a, *price_b;
+  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap;
+  const double *reserve_target, *regular_balance;
+  const double *monthly_rate, *exogenous_threshold;
+  const double *gpus_alive, *contract_revenue, *merchant_hours, *value_income, *value_cost;
+  const double *opex_base, *opex_slope;
+  const int *chip, *refinanced, *borrower, *tenor;
+  long long n_reals = 0, n_ints = 0;
+
+  __host__ __device__ Tables(const Dims& d, const double* reals, const int* ints) {
+    const long long S = d.S, K = d.K, L = d.L, C = d.C, N = d.N, T = d.T, H = d.H;
+    auto real = [&](long long n) {
+      const double* a = reals ? reals + n_reals : nullptr;
+      n_reals += n;
+      return a;
+    };
+    auto integer = [&](long long n) {
+      const int* a = ints ? ints + n_ints : nullptr;
+      n_ints += n;
+      return a;
+    };
+    scalars = real(N_SCALARS);
+    demand_decay = real(H);
+    log_price0 = real(C), trend_monthly = real(C), kappa = real(C), sigma = real(C), psi = real(C);
+    noise_scale = real(C), util_intercept = real(C);
+    launch_ramp = real(N), launch_jitter = real(N), launch_month = real(S * N), launch_log_step = real(S * N);
+    demand_a = real(S * H), demand_b = real(S * H), util_a = real(S * H), util_b = real(S * H);
+    haircut = real(S * H);
+    price_a = real(S * C * H), price_b = real(S * C * H);
+    principal = real(L), dscr_min = real(L), ltv_max = real(L), copula_load = real(L), copula_idio = real(L);
+    scrap = real(L);
+    reserve_target = real(K * L), regular_balance = real(K * L * T);
+    monthly_rate = real(S * L * T), exogenous_threshold = real(S * L * T);
+    gpus_alive = real(L * H), contract_revenue = real(L * H), merchant_hours = real(L * H);
+    value_income = real(L * H), value_cost = real(L * H);
+    opex_base = real(S * L * H), opex_slope = real(S * L * H);
+    chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L);
+  }
+};
+
+struct Outputs {
+  double* loss;
+  double* loan_loss;
+  unsigned long long* loan_defaults;
+  double* loan_lgd;
+  double* defaulted_exposure;
+  unsigned long long* cause_count;
+  double* price_fan;
+  double* ltv_fan;
+  double* dscr_fan;
+  short* default_month;
+  signed char* default_cause;
+};
+
+// A per-thread array in the scratch: element i of thread tid at base[i n_threads + tid], so that
+// neighbouring threads touch neighbouring words (coalesced).
+template <typename V>
+struct Column {
+  V* base;
+  long long stride;
+  __host__ __device__ V& operator[](long long i) const { return base[i * stride]; }
+};
+
+// Carves the scratch into columns; every column's per-thread size is rounded up to 8 bytes so that
+// all columns stay aligned for any number of threads. With a null base it only measures.
+struct Arena {
+  char* base;
+  long long n_threads, tid, bytes = 0;  // bytes used per thread
+
+  template <typename V>
+  __host__ __device__ Column<V> take(long long count) {
+    V* first = base ? reinterpret_cast<V*>(base + bytes * n_threads) + tid : nullptr;
+    bytes += (count * (long long)sizeof(V) + 7) / 8 * 8;
+    return Column<V>{first, n_threads};
+  }
+};
+
+// Per-thread state of one (scenario, path); index j = k L + l for a (tenor, loan) cell.
+template <typename T>
+struct Scratch {
+  Column<double> noise;      // [C] chip noise X_c(t)
+  Column<double> launch;     // [N] jittered launch months
+  Column<double> copula;     // [L] latent variable of the exogenous channel
+  Column<double> path_loss;  // [K] portfolio loss, USD
+  Column<T> price;           // [C] spot price, USD/GPU-h
+  Column<T> cfads1, cfads2;  // [L] CFADS of the last two months, USD
+  Column<T> balance, reserve, service1, service2;  // [K L] model::Cell
+  Column<int> breach;                             // [K L]
+  Column<int> default_month;                      // [K L] 1-based, 0 = none
+  Column<T> exposure, reserve_at_default;         // [K L] USD, recorded at default
+  Column<int> defaults_at;                        // [T] defaults in each month (sales due lag months later)
+  Column<T> fan_weight, fan_ltv, fan_dscr;        // [K] principal-weighted sums of the month (fan paths)
+  Column<T> paid_balance, paid_reserve;           // [K L] cross-default only: the month's b1, r1
+  Column<int> own_cause;                          // [K L] cross-default only
+  Column<int> borrower_cause;                     // [B] cross-default only: borrower's highest-priority cause
+  long long bytes_per_thread;
+
+  __host__ __device__ Scratch(char* base, long long n_threads, long long tid, const Dims& d) {
+    Arena a{base, n_threads, tid};
+    const long long cells = (long long)d.K * d.L, pending = d.cross_default ? cells : 0;
+    noise = a.take<double>(d.C), launch = a.take<double>(d.N), copula = a.take<double>(d.L);
+    path_loss = a.take<double>(d.K);
+    price = a.take<T>(d.C), cfads1 = a.take<T>(d.L), cfads2 = a.take<T>(d.L);
+    balance = a.take<T>(cells), reserve = a.take<T>(cells), service1 = a.take<T>(cells), service2 = a.take<T>(cells);
+    breach = a.take<int>(cells), default_month = a.take<int>(cells);
+    exposure = a.take<T>(cells), reserve_at_default = a.take<T>(cells);
+    defaults_at = a.take<int>(d.T);
+    fan_weight = a.take<T>(d.K), fan_ltv = a.take<T>(d.K), fan_dscr = a.take<T>(d.K);
+    paid_balance = a.take<T>(pending), paid_reserve = a.take<T>(pending), own_cause = a.take<int>(pending);
+    borrower_cause = a.take<int>(d.cross_default ? d.B : 0);
+    bytes_per_thread = a.bytes;
+  }
+};
+
+// One (scenario, path) from month 1 to H: engine.simulate restricted to one s and one p.
+template <typename T>
+struct PathSim {
+  const Dims& d;
+  const Tables& tb;
+  const Outputs& out;
+  const Scratch<T>& sc;
+  const int s;                     // scenario
+  const long long p;               // path within the chunk
+  const unsigned long long path;   // global path index (Philox counter word 0)
+  const philox::Key key;
+  const model::Rules<T> rules;
+  const bool fan;                  // a fan path: record prices, LTV and DSCR
+  double demand, demand0;          // unshocked demand D_t and D_0
+
+  __device__ PathSim(const Dims& d_, const Tables& tb_, const Outputs& out_, const Scratch<T>& sc_, int s_,
+                     long long p_)
+      : d(d_), tb(tb_), out(out_), sc(sc_), s(s_), p(p_), path((unsigned long long)(d_.first_path + p_)),
+        key(philox::seed_key(d_.seed)),
+        rules{(d_.channels & CH_PAYMENT) != 0, (d_.channels & CH_COVENANT) != 0,
+              (d_.channels & CH_REFINANCING) != 0, (d_.channels & CH_EXOGENOUS) != 0, d_.cure_months,
+              T(tb_.scalars[5])},
+        fan(p_ < d_.F), demand(0.0), demand0(0.0) {}
+
+  __device__ long long skl(int k, int l) const { return ((long long)s * d.K + k) * d.L + l; }
+
+  // market.start, the copula draw of engine.simulate, and waterfall.open_state.
+  __device__ void start() {
+    demand0 = demand = philox::normal_at(key, path, 0, philox::STREAM_DEMAND, 0);
+    for (int c = 0; c < d.C; ++c) sc.noise[c] = 0.0;
+    for (int n = 0; n < d.N; ++n) {
+      const double u = philox::uniform_at(key, path, 0, philox::STREAM_LAUNCH, n);
+      sc.launch[n] = tb.launch_month[s * d.N + n] + tb.launch_jitter[n] * (2.0 * u - 1.0);
+    }
+    const double z = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    double eps[4];
+    for (int l = 0; l < d.L; ++l) {
+      if (l % 4 == 0) philox::normals4(key, path, 0, philox::STREAM_COPULA_IDIO, l / 4, eps);
+      sc.copula[l] = tb.copula_load[l] * z + tb.copula_idio[l] * eps[l % 4];
+      sc.cfads1[l] = sc.cfads2[l] = T(0);
+    }
+    for (int k = 0; k < d.K; ++k) {
+      sc.path_loss[k] = 0.0;
+      for (int l = 0; l < d.L; ++l) {
+        const long long j = (long long)k * d.L + l;
+        sc.balance[j] = T(tb.principal[l]);
+        sc.reserve[j] = T(tb.reserve_target[j]);
+        sc.service1[j] = sc.service2[j] = T(0);
+        sc.breach[j] = 0;
+        sc.default_month[j] = 0;
+      }
+    }
+    for (int i = 0; i < d.T; ++i) sc.defaults_at[i] = 0;
+  }
+
+  // market.advance: AR(1) steps, then the shocked demand (returned) and spot prices of month t.
+  __device__ double advance_market(int t) {
+    const int i = t - 1;
+    const double* q = tb.scalars;
+    demand = model::ar1_step(demand, q[0], q[1], philox::normal_at(key, path, t, philox::STREAM_DEMAND, 0));
+    double eta[4];
+    for (int c = 0; c < d.C; ++c) {
+      if (c % 4 == 0) philox::normals4(key, path, t, philox::STREAM_PRICE, c / 4, eta);
+      sc.noise[c] = model::ar1_step(sc.noise[c], tb.psi[c], tb.noise_scale[c], eta[c % 4]);
+    }
+    const long long si = (long long)s * d.H + i;
+    const double shocked = tb.demand_a[si] * demand + tb.demand_b[si];
+    double jump = 0.0;
+    for (int n = 0; n < d.N; ++n)
+      jump = jump + tb.launch_log_step[s * d.N + n] * model::launch_share(t, sc.launch[n], tb.launch_ramp[n]);
+    for (int c = 0; c < d.C; ++c) {
+      const double log_price = model::log_spot_price(tb.log_price0[c], tb.trend_monthly[c], t, tb.kappa[c], shocked,
+                                                     tb.demand_decay[i], demand0, tb.sigma[c], sc.noise[c], jump);
+      const long long sci = ((long long)s * d.C + c) * d.H + i;
+      const T price = T(model::spot_price(tb.price_a[sci], tb.price_b[sci], log_price));
+      sc.price[c] = price;
+      if (fan && t <= d.T) out.price_fan[(((long long)s * d.F + p) * d.C + c) * d.T + i] = double(price);
+    }
+    return shocked;
+  }
+
+  __device__ model::Cell<T> load(long long j) const {
+    return model::Cell<T>{sc.balance[j], sc.reserve[j], sc.service1[j], sc.service2[j], sc.breach[j]};
+  }
+  __device__ void store(long long j, const model::Cell<T>& c) const {
+    sc.balance[j] = c.balance, sc.reserve[j] = c.reserve, sc.service1[j] = c.service1, sc.service2[j] = c.service2;
+    sc.breach[j] = c.breach;
+  }
+  // Active at the start of month t: not defaulted and not past maturity (waterfall.LoanState.active).
+  __device__ bool live(long long j, int t) const { return sc.default_month[j] == 0 && t <= tb.tenor[j]; }
+
+  // End of waterfall.step for one cell with its final cause: record a default (and emit its counts),
+  // or let a live loan pay.
+  __device__ void settle(int k, int l, int t, model::Cell<T>& c, const model::Month<T>& m, int cause, bool is_live) {
+    const long long j = (long long)k * d.L + l;
+    if (cause == model::NONE) {
+      if (is_live) model::pay(c, m);
+      return;
+    }
+    const model::DefaultRecord<T> rec = model::default_record(c, m, cause);
+    sc.default_month[j] = t;
+    sc.exposure[j] = rec.exposure;
+    sc.reserve_at_default[j] = rec.reserve;
+    sc.defaults_at[t - 1] += 1;
+    const long long sk = (long long)s * d.K + k;
+    atomicAdd(&out.loan_defaults[sk * d.L + l], 1ull);
+    atomicAdd(&out.cause_count[sk * model::N_CAUSES + cause - 1], 1ull);
+    atomicAdd(&out.defaulted_exposure[sk * d.T + t - 1], double(rec.exposure));
+    if (out.default_month) {
+      out.default_month[(sk * d.P + p) * d.L + l] = short(t);
+      out.default_cause[(sk * d.P + p) * d.L + l] = (signed char)cause;
+    }
+  }
+
+  // Cash flows and default rules of month t <= T for every loan and tenor (engine.simulate's month
+  // body and waterfall.step). `shocked` is the scenario's demand of the month.
+  __device__ void loans_month(int t, double shocked) {
+    const int i = t - 1;
+    const long long si = (long long)s * d.H + i;
+    const T demand_t = T(shocked), beta = T(tb.scalars[3]), sigma_u = T(tb.scalars[4]), u_max = T(tb.scalars[2]);
+    const T util_a = T(tb.util_a[si]), util_b = T(tb.util_b[si]);
+    if (fan)
+      for (int k = 0; k < d.K; ++k) sc.fan_weight[k] = sc.fan_ltv[k] = sc.fan_dscr[k] = T(0);
+    double noise[4];
+    for (int l = 0; l < d.L; ++l) {
+      if (l % 4 == 0) philox::normals4(key, path, t, philox::STREAM_UTILIZATION, l / 4, noise);
+      const int c = tb.chip[l];
+      const long long li = (long long)l * d.H + i, sli = ((long long)s * d.L + l) * d.H + i;
+      const long long slt = ((long long)s * d.L + l) * d.T + i;
+      const T util = model::utilization<T>(T(tb.util_intercept[c]), beta, demand_t, sigma_u, T(noise[l % 4]), u_max,
+                                           util_a, util_b);
+      const T price = sc.price[c];
+      const T value = model::collateral_value<T>(price, T(tb.value_income[li]), T(tb.value_cost[li]), T(tb.scrap[l]));
+      const T cf = model::cfads<T>(T(tb.contract_revenue[li]), T(tb.opex_base[sli]), util, T(tb.merchant_hours[li]),
+                                   price, T(tb.opex_slope[sli]));
+      const T collateral = T(tb.gpus_alive[li]) * value;
+      const T monthly_rate = T(tb.monthly_rate[slt]);
+      const bool exogenous_hit = sc.copula[l] <= tb.exogenous_threshold[slt];
+      const T cf1 = sc.cfads1[l], cf2 = sc.cfads2[l];
+      for (int k = 0; k < d.K; ++k) {
+        const long long j = (long long)k * d.L + l;
+        const bool is_live = live(j, t);
+        model::Cell<T> cell = load(j);
+        const T opening = cell.balance;
+        const model::Month<T> m = model::waterfall_month<T>(
+            cell, rules, is_live, cf, cf1, cf2, collateral, monthly_rate, T(tb.regular_balance[j * d.T + i]),
+            T(tb.reserve_target[j]), T(tb.dscr_min[l]), T(tb.ltv_max[l]), t == tb.tenor[j], tb.refinanced[l] != 0,
+            exogenous_hit);
+        if (fan && is_live) {
+          const T w = T(tb.principal[l]);
+          sc.fan_weight[k] += w;
+          sc.fan_ltv[k] += w * (opening / collateral);
+          sc.fan_dscr[k] += w * (cf / m.service);
+        }
+        if (d.cross_default) {  // settled below, once every loan's own cause is known
+          sc.paid_balance[j] = m.paid_balance, sc.paid_reserve[j] = m.paid_reserve, sc.own_cause[j] = m.cause;
+        } else {
+          settle(k, l, t, cell, m, m.cause, is_live);
+        }
+        store(j, cell);
+      }
+      sc.cfads2[l] = cf1;
+      sc.cfads1[l] = cf;
+    }
+    if (d.cross_default) cross_default(t);
+    if (fan) {
+      for (int k = 0; k < d.K; ++k) {
+        if (!(sc.fan_weight[k] > T(0))) continue;  // nothing live: the fan keeps its NaN
+        const long long at = (((long long)s * d.K + k) * d.F + p) * d.T + i;
+        out.ltv_fan[at] = double(sc.fan_ltv[k] / sc.fan_weight[k]);
+        out.dscr_fan[at] = double(sc.fan_dscr[k] / sc.fan_weight[k]);
+      }
+    }
+  }
+
+  // waterfall._cross_default: a live loan without a cause of its own takes the highest-priority
+  // (lowest) cause among its borrower's loans this month; then every cell is settled.
+  __device__ void cross_default(int t) {
+    for (int k = 0; k < d.K; ++k) {
+      for (int b = 0; b < d.B; ++b) sc.borrower_cause[b] = model::NONE;
+      for (int l = 0; l < d.L; ++l) {
+        const int own = sc.own_cause[(long long)k * d.L + l], b = tb.borrower[l];
+        const int held = sc.borrower_cause[b];
+        if (own != model::NONE && (held == model::NONE || own < held)) sc.borrower_cause[b] = own;
+      }
+      for (int l = 0; l < d.L; ++l) {
+        const long long j = (long long)k * d.L + l;
+        const bool is_live = live(j, t);
+        int cause = sc.own_cause[j];
+        if (is_live && cause == model::NONE) cause = sc.borrower_cause[tb.borrower[l]];
+        model::Cell<T> cell = load(j);
+        settle(k, l, t, cell, model::Month<T>{sc.paid_balance[j], sc.paid_reserve[j], T(0), cause}, cause, is_live);
+        store(j, cell);
+      }
+    }
+  }
+
+  // Sale of the collateral of loans that defaulted `lag` months before t (engine.simulate's `sold`):
+  // loss = exposure - liquidation proceeds at month t's collateral value.
+  __device__ void sell(int t) {
+    const int defaulted = t - d.lag;
+    if (defaulted < 1 || sc.defaults_at[defaulted - 1] == 0) return;  // defaults happen in months 1..T
+    const int i = t - 1;
+    const T haircut = T(tb.haircut[(long long)s * d.H + i]);
+    const T keep_after_sale = T(1.0 - tb.scalars[6]);
+    for (int l = 0; l < d.L; ++l) {
+      const long long li = (long long)l * d.H + i;
+      for (int k = 0; k < d.K; ++k) {
+        const long long j = (long long)k * d.L + l;
+        if (sc.default_month[j] != defaulted) continue;
+        const T value = model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
+                                                   T(tb.value_cost[li]), T(tb.scrap[l]));
+        // waterfall.step records the annual rate at default as 12.0 * monthly_rate, in T.
+        const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.L + l) * d.T + defaulted - 1]);
+        const T exposure = sc.exposure[j];
+        const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale,
+                                                          sc.reserve_at_default[j], exposure, annual_rate, d.lag);
+        const T loss = exposure - proceeds;
+        sc.path_loss[k] += double(loss);
+        atomicAdd(&out.loan_loss[skl(k, l)], double(loss));
+        atomicAdd(&out.loan_lgd[skl(k, l)], double(loss / exposure));
+      }
+    }
+  }
+
+  __device__ void run() {
+    start();
+    for (int t = 1; t <= d.H; ++t) {
+      const double shocked = advance_market(t);
+      if (t <= d.T) loans_month(t, shocked);
+      sell(t);
+    }
+    for (int k = 0; k < d.K; ++k) out.loss[((long long)s * d.K + k) * d.P + p] = sc.path_loss[k];
+  }
+};
+
+template <typename T>
+__device__ void simulate_paths(const long long* config, const double* reals, const int* ints, const Outputs& out,
+                               char* scratch) {
+  const Dims d(config);
+  const Tables tb(d, reals, ints);
+  const long long n_threads = (long long)gridDim.x * blockDim.x;
+  const long long tid = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  const Scratch<T> sc(scratch, n_threads, tid, d);
+  for (long long w = tid; w < d.S * d.P; w += n_threads) {
+    PathSim<T> sim(d, tb, out, sc, int(w / d.P), w % d.P);
+    sim.run();
+  }
+}
+
+}  // namespace engine
+
+// sizes[0] = length of reals, [1] = length of ints, [2] and [3] = scratch bytes per thread for
+// float64 and float32. Run with one thread.
+extern "C" __global__ void simulate_layout(const long long* config, long long* sizes) {
+  const engine::Dims d(config);
+  const engine::Tables tb(d, nullptr, nullptr);
+  sizes[0] = tb.n_reals;
+  sizes[1] = tb.n_ints;
+  sizes[2] = engine::Scratch<double>(nullptr, 1, 0, d).bytes_per_thread;
+  sizes[3] = engine::Scratch<float>(nullptr, 1, 0, d).bytes_per_thread;
+}
+
+#define SIMULATE_PATHS_ENTRY(NAME, T)                                                                               \
+  extern "C" __global__ void NAME(const long long* config, const double* reals, const int* ints, double* loss,      \
+                                  double* loan_loss, unsigned long long* loan_defaults, double* loan_lgd,          \
+                                  double* defaulted_exposure, unsigned long long* cause_count, double* price_fan,  \
+                                  double* ltv_fan, double* dscr_fan, short* default_month,                         \
+                                  signed char* default_cause, char* scratch) {                                     \
+    const engine::Outputs out{loss,        loan_loss, loan_defaults, loan_lgd,      defaulted_exposure,            \
+                              cause_count, price_fan, ltv_fan,       dscr_fan,      default_month,                 \
+                              default_cause};                                                                      \
+    engine::simulate_paths<T>(config, reals, ints, out, scratch);                                                  \
+  }
+
+SIMULATE_PATHS_ENTRY(simulate_paths_f64, double)
+SIMULATE_PATHS_ENTRY(simulate_paths_f32, float)

@@ -1,0 +1,194 @@
+"""The CUDA engine (kernels/engine.cu) compiled as host C++ and run on the CPU through ctypes.
+
+This is how CPU-only CI checks the kernel arithmetic against the numpy reference engine path by
+path (DESIGN 5): the same sources, force-including ``kernels/host_shim.h``, built with g++ into a
+cache directory keyed by the hash of the sources, compiler and flags. ``simulate`` has the
+signature and outputs of :func:`stress.engine.simulate` (fans included: the kernel computes them).
+
+``pack`` flattens a :class:`~stress.engine.Problem` into the argument layout documented at the top
+of ``kernels/engine.cu``; the GPU launcher can use it as it is.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import rng
+from .config import conf_dir
+from .engine import ChunkResult, Problem
+
+HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++")
+N_CAUSES = 4  # payment, covenant, refinancing, exogenous
+CHANNEL_BITS = {"payment": 1, "covenant": 2, "refinancing": 4, "exogenous": 8}  # engine.cu ChannelBit
+
+
+class KernelBuildError(RuntimeError):
+    """The kernel sources cannot be compiled or loaded as host C++ (no g++, compiler error)."""
+
+
+def kernels_dir() -> Path:
+    """The CUDA sources: ``kernels/`` beside ``conf/`` in a checkout, ``stress/kernels`` in a wheel."""
+    return conf_dir().parent / "kernels"
+
+
+def cache_dir() -> Path:
+    """Where compiled host libraries are kept: ``$XDG_CACHE_HOME/gpu-credit-stress`` (~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gpu-credit-stress"
+
+
+def _compiler() -> tuple[str, str]:
+    """(path of g++, its version line), or a KernelBuildError saying how to get one."""
+    cxx = shutil.which(os.environ.get("CXX", "g++"))
+    if cxx is None:
+        raise KernelBuildError("the host kernel build needs a C++17 compiler: g++ was not found on PATH "
+                               "(install g++, or set CXX to a g++-compatible compiler)")
+    version = subprocess.run([cxx, "--version"], capture_output=True, text=True).stdout.splitlines()
+    return cxx, version[0] if version else "?"
+
+
+@functools.lru_cache(maxsize=None)
+def load(source: str = "engine.cu") -> ctypes.CDLL:
+    """Compile ``kernels/<source>`` as host C++ (once per source hash) and load it."""
+    root = kernels_dir()
+    if not (root / source).is_file():
+        raise KernelBuildError(f"kernel source {root / source} not found; reinstall the package")
+    cxx, version = _compiler()
+    flags = (*HOST_FLAGS, "-include", str(root / "host_shim.h"))
+    h = hashlib.sha256(f"{version}\0{' '.join(HOST_FLAGS)}\0{source}\0".encode())
+    for f in sorted(root.glob("*.cu*")) + sorted(root.glob("*.h")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    target = cache_dir() / f"{Path(source).stem}-{h.hexdigest()[:16]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            built = Path(tmp) / target.name
+            done = subprocess.run([cxx, *flags, str(root / source), "-o", str(built)], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise KernelBuildError(f"g++ could not compile {root / source} as host C++:\n{done.stderr.strip()}")
+            os.replace(built, target)  # atomic: concurrent builds of the same hash are harmless
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as exc:
+        raise KernelBuildError(f"cannot load the host kernel library {target}: {exc}") from None
+
+
+def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """The Problem as engine.cu's ``reals`` (float64) and ``ints`` (int32), in the documented order.
+
+    The derived constants (sqrt(1 - phi^2), phi^t, sqrt(1 - psi^2), sqrt(1 - rho)) are computed with
+    the same numpy/Python expressions as stress.market and stress.engine, so they are the same bits.
+    """
+    m = prob.market
+    S, K, L = prob.shape
+    C, N, T = len(m.chips), m.launch_month.shape[1], prob.months
+    H = T + prob.lag
+    phi, psi, load = m.phi, np.asarray(m.psi), np.asarray(prob.copula_load, dtype=np.float64)
+    scalars = [phi, np.sqrt(1.0 - phi**2), m.u_max, m.util_beta, m.util_sigma, prob.rules.refi_ltv_max,
+               prob.sale_cost]
+    reals = [
+        (scalars, (7,)), ([phi**t for t in range(1, H + 1)], (H,)),
+        (m.log_price0, (C,)), (m.trend_monthly, (C,)), (m.kappa, (C,)), (m.sigma, (C,)), (psi, (C,)),
+        (np.sqrt(1.0 - psi**2), (C,)), (m.util_intercept, (C,)),
+        (m.launch_ramp, (N,)), (m.launch_jitter, (N,)), (m.launch_month, (S, N)), (m.launch_log_step, (S, N)),
+        (m.demand_a, (S, H)), (m.demand_b, (S, H)), (m.util_a, (S, H)), (m.util_b, (S, H)), (prob.haircut, (S, H)),
+        (m.price_a, (S, C, H)), (m.price_b, (S, C, H)),
+        (prob.principal, (L,)), (prob.dscr_min, (L,)), (prob.ltv_max, (L,)), (load, (L,)),
+        (np.sqrt(1.0 - load**2), (L,)), (prob.scrap, (L,)),
+        (prob.reserve_target, (K, L)), (prob.regular_balance, (K, L, T)),
+        (prob.monthly_rate, (S, L, T)), (prob.exogenous_threshold, (S, L, T)),
+        (prob.gpus_alive, (L, H)), (prob.contract_revenue, (L, H)), (prob.merchant_hours, (L, H)),
+        (prob.value_income, (L, H)), (prob.value_cost, (L, H)),
+        (prob.opex_base, (S, L, H)), (prob.opex_slope, (S, L, H)),
+    ]
+    borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
+    ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L))]
+
+    def flat(pieces, dtype):
+        arrays = [np.asarray(a, dtype=dtype) for a, _ in pieces]
+        for a, (_, shape) in zip(arrays, pieces):
+            assert a.shape == shape, f"Problem array of shape {a.shape}, expected {shape}"
+        return np.concatenate([a.ravel() for a in arrays])
+
+    return flat(reals, np.float64), flat(ints, np.int32)
+
+
+def config(prob: Problem, seed: int, start: int, stop: int, fan_paths: int) -> np.ndarray:
+    """engine.cu's ``config`` vector for paths [start, stop); the first ``fan_paths`` paths overall are fan paths."""
+    S, K, L = prob.shape
+    k0, k1 = rng.seed_key(seed)
+    rules = prob.rules
+    channels = sum(bit for name, bit in CHANNEL_BITS.items() if getattr(rules, name))
+    borrowers = 0 if prob.borrower is None else prob.borrower.shape[1]
+    fan = max(0, min(fan_paths, stop) - start)
+    return np.array([S, K, L, len(prob.market.chips), prob.market.launch_month.shape[1], borrowers, prob.months,
+                     prob.lag, stop - start, start, fan, k0, k1, channels, int(rules.cross_default),
+                     rules.cure_months], dtype=np.int64)
+
+
+def _ptr(a):
+    return None if a is None or a.size == 0 else a.ctypes.data
+
+
+def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,
+             keep_paths: bool = False, threads: int = 1) -> ChunkResult:
+    """Run paths [start, stop) through the host-compiled kernel; same outputs as stress.engine.simulate.
+
+    ``threads`` emulated CUDA threads (one block) share the work by the kernel's grid-stride loop; they
+    run one after the other, so this only exercises the launch geometry, not parallelism.
+    """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    lib = load()
+    S, K, L = prob.shape
+    C, T, P = len(prob.market.chips), prob.months, stop - start
+    F = max(0, min(fan_paths, stop) - start)
+    cfg = config(prob, seed, start, stop, fan_paths)
+    reals, ints = pack(prob)
+    sizes = np.zeros(4, dtype=np.int64)
+    lib.simulate_layout(ctypes.c_void_p(cfg.ctypes.data), ctypes.c_void_p(sizes.ctypes.data))
+    assert (sizes[0], sizes[1]) == (reals.size, ints.size), "pack() and engine.cu disagree on the layout"
+    scratch = np.empty(int(sizes[2 if dtype == np.float64 else 3]) * threads, dtype=np.uint8)
+
+    out = dict(
+        loss=np.zeros((S, K, P)),
+        loan_loss=np.zeros((S, K, L)),
+        loan_defaults=np.zeros((S, K, L), dtype=np.uint64),
+        loan_lgd=np.zeros((S, K, L)),
+        defaulted_exposure=np.zeros((S, K, T)),
+        cause_count=np.zeros((S, K, N_CAUSES), dtype=np.uint64),
+        price=np.full((S, F, C, T), np.nan),
+        ltv=np.full((S, K, F, T), np.nan),
+        dscr=np.full((S, K, F, T), np.nan),
+        default_month=np.zeros((S, K, P, L), dtype=np.int16) if keep_paths else None,
+        default_cause=np.zeros((S, K, P, L), dtype=np.int8) if keep_paths else None,
+    )
+    kernel = lib.simulate_paths_f64 if dtype == np.float64 else lib.simulate_paths_f32
+    kernel.restype = None
+    args = [ctypes.c_void_p(_ptr(a)) for a in (cfg, reals, ints, *out.values(), scratch)]
+    for thread in range(threads):
+        lib.host_set_thread(1, threads, 0, thread)
+        kernel(*args)
+    return ChunkResult(
+        start=start,
+        loss=out["loss"],
+        loan_loss=out["loan_loss"],
+        loan_defaults=out["loan_defaults"].astype(np.int64),
+        loan_lgd=out["loan_lgd"],
+        defaulted_exposure=out["defaulted_exposure"],
+        cause_count=out["cause_count"].astype(np.int64),
+        price=out["price"],
+        ltv=out["ltv"],
+        dscr=out["dscr"],
+        default_month=out["default_month"],
+        default_cause=out["default_cause"],
+    )
