@@ -32,6 +32,15 @@ def _task(cfg: DictConfig) -> None:
     except StressError as exc:
         print(f"stress-test: error: {exc}", file=sys.stderr)
         sys.exit(2)
+    from pathlib import Path
+
+    from .report import write_all
+
+    try:  # the dataset is already safe on disk; a failed report loses nothing
+        written = write_all(ds, Path(ds.attrs["written_to"]).parent)
+    except OSError as exc:
+        print(f"stress-test: error: could not write the report: {exc}", file=sys.stderr)
+        sys.exit(2)
     if not cfg.quiet:
         console = Console()
         if not console.is_terminal:  # piped or logged: do not squeeze the tables to 80 columns
@@ -39,6 +48,7 @@ def _task(cfg: DictConfig) -> None:
         for table in results.summary_tables(ds):
             console.print(table)
         console.print(f"Results written to {ds.attrs['written_to']}")
+        console.print(f"Report and {len(written) - 1} figures written to {written[-1].parent}")
 
 
 def main() -> None:

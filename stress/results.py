@@ -78,6 +78,7 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                     {"units": "1", "long_name": "principal-weighted LTV of live loans, quantiles"}),
         "dscr_fan": (sk + ("month", "fan_quantile"), metrics.quantiles_along(res.dscr, fan_quantiles, axis=2),
                      {"units": "1", "long_name": "principal-weighted monthly DSCR of live loans, quantiles"}),
+        "principal": (("loan",), prob.principal, {**usd, "long_name": "outstanding principal at the valuation date"}),
         "scheduled_payment": (("tenor", "loan", "month"), prob.scheduled_payment,
                               {**usd, "long_name": "contractual payment at the baseline rate"}),
         "scheduled_balance": (("tenor", "loan", "month"), prob.scheduled_balance,

@@ -1,0 +1,310 @@
+"""The CUDA sources against the numpy reference: kernels/*.cu compiled as host C++ (stress.hostkernel)
+must reproduce stress.rng bit for bit and stress.engine.simulate path by path; nvcc must compile
+them for the GPU (DESIGN 2.5, 5)."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import stress
+from stress import config as config_module
+from stress import engine, hostkernel, rng
+from stress.config import ScenarioConfig, ShockConfig
+from stress.portfolio import load_portfolio
+
+pytestmark = pytest.mark.kernels
+
+KAT_FILE = Path(__file__).resolve().parents[2] / "shared" / "philox_kat.txt"
+# Random123 tests/kat_vectors (philox4x32 10-round lines), used when KAT_FILE is absent.
+# columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3
+KAT_EMBEDDED = """\
+00000000 00000000 00000000 00000000 00000000 00000000 6627e8d5 e169c58d bc57ac4c 9b00dbd8
+ffffffff ffffffff ffffffff ffffffff ffffffff ffffffff 408f276d 41c83b0e a20bc7c6 6d5451fd
+243f6a88 85a308d3 13198a2e 03707344 a4093822 299f31d0 d16cfe09 94fdcceb 5001e420 24126ea1
+"""
+KERNELS = hostkernel.kernels_dir()
+LOSS_RTOL = 1e-10  # float64 kernel vs numpy: only the last bits of exp, log and pow differ (see below)
+
+
+def _kat_vectors() -> np.ndarray:
+    text = KAT_FILE.read_text() if KAT_FILE.exists() else KAT_EMBEDDED
+    rows = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return np.array([[int(word, 16) for word in row] for row in rows], dtype=np.uint32)
+
+
+@pytest.fixture(scope="module")
+def host():
+    """Load a host-compiled kernel library, or skip the module's host tests without a compiler."""
+    def load(source: str):
+        try:
+            return hostkernel.load(source)
+        except hostkernel.KernelBuildError as exc:
+            if shutil.which("g++") is None:
+                pytest.skip(f"host kernel tests need g++: {exc}")
+            raise
+    return load
+
+
+def _ptr(a: np.ndarray) -> ctypes.c_void_p:
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+# --- (a) Philox and the stream layout -----------------------------------------------------------
+
+
+def test_philox_known_answers(host):
+    lib = host("philox_check.cu")
+    kat = _kat_vectors()
+    assert kat.shape == (3, 10)
+    words = np.zeros((len(kat), 4), dtype=np.uint32)
+    lib.philox_words(_ptr(np.ascontiguousarray(kat[:, :6])), _ptr(words), ctypes.c_longlong(len(kat)))
+    np.testing.assert_array_equal(words, kat[:, 6:])
+
+
+def _numbers(lib, seed: int, tuples: np.ndarray):
+    n = len(tuples)
+    u, z, zb = np.empty(n), np.empty(n), np.empty(n)
+    lib.philox_numbers(ctypes.c_uint64(seed), _ptr(tuples), _ptr(u), _ptr(z), _ptr(zb), ctypes.c_longlong(n))
+    return u, z, zb
+
+
+@pytest.mark.parametrize("seed", [20261125, 0x0123456789ABCDEF])
+def test_uniforms_and_normals_match_stress_rng(host, seed):
+    """6000 random (path, month, stream, index) tuples, 1000 per stream. Uniforms: bit-identical.
+    Normals: bit-identical to Box-Muller through the C library (Python's math module calls the same
+    libm as the host build); numpy's SIMD log (AVX-512 builds) differs from libm's in the last bit for
+    about 0.2% of arguments, so stress.rng is matched bit for bit wherever numpy's log, cos and sin
+    agree with libm's, and to 2 ulp elsewhere (1 ulp of log, through sqrt and the product)."""
+    lib = host("philox_check.cu")
+    r = np.random.default_rng(seed % 1000)
+    n = 1000
+    tuples = np.concatenate([
+        np.stack([r.integers(0, 2**32, n), r.integers(0, 130, n), np.full(n, stream), r.integers(0, 4000, n)], 1)
+        for stream in range(6)
+    ]).astype(np.int64)
+    u, z, z_block = _numbers(lib, seed, tuples)
+    path, month, stream, index = tuples.T
+
+    ref_u, ref_z = np.empty(len(tuples)), np.empty(len(tuples))
+    for s in range(6):
+        at = stream == s
+        ref_u[at] = rng.uniforms(np, seed, path[at], month[at], s, index[at])
+        ref_z[at] = rng.normals(np, seed, path[at], month[at], s, index[at])
+    np.testing.assert_array_equal(u, ref_u)
+    np.testing.assert_array_equal(z, z_block)  # normals4 (the engine's path) == normal_at
+
+    # The Box-Muller pair of each index, through libm.
+    pair = 4 * (index // 4) + (index % 4 & 2)
+    ua = np.empty(len(tuples))
+    ub = np.empty(len(tuples))
+    for s in range(6):
+        at = stream == s
+        ua[at] = rng.uniforms(np, seed, path[at], month[at], s, pair[at])
+        ub[at] = rng.uniforms(np, seed, path[at], month[at], s, pair[at] + 1)
+    theta = ub * (2.0 * math.pi)
+    libm_z = np.array([math.sqrt(math.log(a) * -2.0) * (math.sin(th) if i % 2 else math.cos(th))
+                       for a, th, i in zip(ua, theta, index)])
+    np.testing.assert_array_equal(z, libm_z)
+
+    libm_agrees = ((np.log(ua) == [math.log(a) for a in ua]) & (np.cos(theta) == [math.cos(x) for x in theta])
+                   & (np.sin(theta) == [math.sin(x) for x in theta]))
+    np.testing.assert_array_equal(z[libm_agrees], ref_z[libm_agrees])
+    assert np.all(np.abs(z - ref_z) <= 2 * np.spacing(np.abs(ref_z)))
+
+
+# --- (b) nvcc ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+def test_kernels_compile_for_the_gpu(arch, tmp_path):
+    nvcc = shutil.which("nvcc")
+    if nvcc is None:
+        pytest.skip("nvcc (CUDA toolkit) not found on PATH: the GPU compile check needs it")
+    sources = sorted(KERNELS.glob("*.cu"))
+    assert sources, f"no .cu file in {KERNELS}"
+    jobs = [(src, subprocess.Popen([nvcc, "-ptx", f"-arch={arch}", "-Werror", "all-warnings", str(src),
+                                    "-o", str(tmp_path / f"{src.stem}.ptx")],
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+            for src in sources]
+    for src, job in jobs:
+        output = job.communicate()[0]
+        assert job.returncode == 0, f"nvcc -ptx -arch={arch} {src.name} failed:\n{output}"
+        assert (tmp_path / f"{src.stem}.ptx").stat().st_size > 0
+
+
+# --- (c) parity with the numpy engine -------------------------------------------------------------
+
+
+def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float = LOSS_RTOL):
+    """Default month and cause identical for every path and loan; money to rtol; counts exact."""
+    np.testing.assert_array_equal(got.default_month, ref.default_month)
+    np.testing.assert_array_equal(got.default_cause, ref.default_cause)
+    np.testing.assert_array_equal(got.loan_defaults, ref.loan_defaults)
+    np.testing.assert_array_equal(got.cause_count, ref.cause_count)
+    for name in ("loss", "loan_loss", "loan_lgd", "defaulted_exposure", "price", "ltv", "dscr"):
+        a, b = getattr(ref, name), getattr(got, name)
+        assert a.shape == b.shape, name
+        np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
+        np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def example():
+    """The bundled example: all 7 scenarios, tenors 36/60/84; paths 100..400 of seed 7 (a chunk that
+    does not start at 0, with 60 of its paths in the first 160 = fan paths)."""
+    cfg = config_module.to_schema(config_module.compose(["tenors=[36,60,84]"]))
+    tape = load_portfolio(stress.tape_path(cfg), cfg.market.chips.keys())
+    prob = engine.build_problem(cfg, tape)
+    assert prob.shape[:2] == (7, 3)
+    args = dict(seed=7, start=100, stop=400, fan_paths=160, keep_paths=True)
+    return prob, args, engine.simulate(np, prob, **args)
+
+
+def test_example_portfolio_matches_numpy(host, example):
+    host("engine.cu")
+    prob, args, ref = example
+    got = hostkernel.simulate(prob, **args)
+    _assert_parity(ref, got)
+    assert 0 < (ref.default_month > 0).mean() < 1  # a test with something to compare
+    assert np.all(ref.cause_count.sum((0, 1)) > 0)  # every cause occurs
+
+
+def test_float32_kernel_within_monte_carlo_error(host, example):
+    """float32 on the same paths: each scenario x tenor EL within one standard error of the float64
+    EL (s / sqrt(n)), the accuracy that n paths give anyway; the float32 rounding moves it far less."""
+    host("engine.cu")
+    prob, args, ref = example
+    got = hostkernel.simulate(prob, **{**args, "dtype": np.float32})
+    n = ref.loss.shape[-1]
+    se = ref.loss.std(axis=-1, ddof=1) / math.sqrt(n)
+    assert np.all(np.abs(got.loss.mean(-1) - ref.loss.mean(-1)) <= se)
+    assert np.mean(got.default_month != ref.default_month) < 0.01  # the same defaults, nearly always
+
+
+def test_grid_stride_over_several_threads(host, example):
+    """Five emulated CUDA threads share the paths: per-path outputs identical, sums to rounding."""
+    host("engine.cu")
+    prob, args, _ = example
+    args = {**args, "stop": 160}
+    one = hostkernel.simulate(prob, **args)
+    five = hostkernel.simulate(prob, **args, threads=5)
+    for name in ("loss", "default_month", "default_cause", "loan_defaults", "cause_count", "price", "ltv", "dscr"):
+        np.testing.assert_array_equal(getattr(five, name), getattr(one, name), err_msg=name)
+    for name in ("loan_loss", "loan_lgd", "defaulted_exposure"):
+        np.testing.assert_allclose(getattr(five, name), getattr(one, name), rtol=1e-13, err_msg=name)
+
+
+# Random valid tapes and scenarios. Ranges are wide enough to reach every default cause, zero and
+# negative spot prices (floored), fully contracted loans, reserves of zero, and PDs of 0 and 1.
+AMORTIZATIONS = ("annuity", "linear", "bullet", "balloon")
+PRICE_LIKE = {"add": (-1.5, 1.0), "mul": (0.3, 1.5), "set": (0.0, 4.0)}
+
+
+def _random_tape(r: np.random.Generator, path: Path, chips) -> Path:
+    n = int(r.integers(3, 13))
+    borrowers = [f"B{i}" for i in range(int(r.integers(1, 4)))]
+    header = ("loan_id,borrower,chip,gpus,age_months,principal,rate,rate_type,amortization,balloon_pct,"
+              "tenor_months,contracted_share,contract_price,contract_months,power_price,pue,opex_fixed,"
+              "reserve_months,dscr_min,ltv_max,pd_annual,asset_corr")
+    lines = [header]
+    for i in range(n):
+        chip = str(r.choice(chips))
+        gpus = int(r.integers(50, 20000))
+        amort = str(r.choice(AMORTIZATIONS))
+        principal = gpus * r.uniform(3e3, 4e4)
+        pd = float(r.choice([0.0, 1.0, r.uniform(0, 0.15), r.uniform(0, 0.03)], p=[0.1, 0.05, 0.45, 0.4]))
+        lines.append(",".join(str(x) for x in (
+            f"L{i}", r.choice(borrowers), chip, gpus, int(r.integers(0, 60)), round(principal, 2),
+            round(r.uniform(0.01, 0.16), 4), r.choice(["fixed", "floating"]), amort,
+            round(r.uniform(0.05, 0.6), 3) if amort == "balloon" else "", int(r.integers(6, 85)),
+            round(r.choice([0.0, 1.0, r.uniform(0, 1)]), 3), round(r.uniform(0.5, 5.0), 3), int(r.integers(0, 90)),
+            round(r.uniform(0.03, 0.2), 4), round(r.uniform(1.0, 1.7), 3), round(r.uniform(0, 400), 1),
+            round(r.choice([0.0, r.uniform(0, 8)]), 2), round(r.uniform(0.8, 2.0), 3), round(r.uniform(0.4, 1.5), 3),
+            round(pd, 5), round(r.choice([0.0, 1.0, r.uniform(0, 0.6)], p=[0.1, 0.05, 0.85]), 3))))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _random_shock(r: np.random.Generator, cfg) -> ShockConfig:
+    chips = list(cfg.market.chips)
+    launches = [x.name for x in cfg.market.launches]
+    target = str(r.choice([f"price.{r.choice(chips)}", "price.all", "demand", "utilization", "power_price",
+                           "base_rate", "haircut", f"launch.{r.choice(launches)}.month",
+                           f"launch.{r.choice(launches)}.step", "pd_multiplier"]))
+    kind = str(r.choice(["add", "mul", "set"]))
+    if target.startswith("price"):
+        value = r.uniform(*PRICE_LIKE[kind])
+    elif target == "demand":
+        value = {"add": r.uniform(-2.5, 1.5), "mul": r.uniform(0, 2), "set": r.uniform(-3, 1)}[kind]
+    elif target == "utilization":
+        value = {"add": r.uniform(-0.5, 0.3), "mul": r.uniform(0.3, 1.3), "set": r.uniform(0, 1)}[kind]
+    elif target == "power_price":
+        value = {"add": r.uniform(-0.02, 0.1), "mul": r.uniform(0.7, 3), "set": r.uniform(0.02, 0.3)}[kind]
+    elif target == "base_rate":
+        value = {"add": r.uniform(-0.03, 0.06), "mul": r.uniform(0.5, 2.5), "set": r.uniform(0, 0.1)}[kind]
+    elif target == "haircut":
+        value = {"add": r.uniform(-0.1, 0.5), "mul": r.uniform(0.5, 3), "set": r.uniform(0, 1)}[kind]
+    elif target.endswith(".month"):
+        value = {"add": r.uniform(-6, 12), "mul": r.uniform(0.3, 2), "set": r.uniform(-2, 60)}[kind]
+    elif target.endswith(".step"):
+        value = {"add": r.uniform(-0.05, 0.3), "mul": r.uniform(0, 3), "set": r.uniform(0, 0.6)}[kind]
+    else:  # pd_multiplier
+        value = {"add": r.uniform(-0.5, 2), "mul": r.uniform(0, 4), "set": r.uniform(0, 3)}[kind]
+    start = int(r.integers(1, 40))
+    end = None if r.random() < 0.7 else start + int(r.integers(0, 40))
+    return ShockConfig(target=target, kind=kind, value=float(value), start_month=start,
+                       ramp_months=int(r.choice([0, r.integers(1, 18)])), end_month=end)
+
+
+def _random_case(case: int, tmp_path: Path):
+    """A random tape, 1-3 random scenarios, random tenors (or the tape's), channels and rules."""
+    r = np.random.default_rng(1000 + case)
+    cfg = config_module.to_schema(config_module.compose([]))
+    tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips))
+    cfg.scenario = {f"s{i}": ScenarioConfig(description="random", shocks=[_random_shock(r, cfg)
+                                                                          for _ in range(int(r.integers(0, 5)))])
+                    for i in range(int(r.integers(1, 4)))}
+    tape_tenors = r.random() < 0.25
+    cfg.tenors = sorted(r.choice([12, 24, 36, 48, 60, 84], size=int(r.integers(1, 4)), replace=False).tolist())
+    channels = list(config_module.CHANNELS)
+    cfg.model.channels = channels if case % 3 == 0 else [c for c in channels if r.random() < 0.6]
+    cfg.model.cross_default = case % 2 == 1
+    cfg.model.cure_months = int(r.integers(1, 5))
+    cfg.model.refi_ltv_max = float(r.uniform(0.4, 1.1))
+    cfg.model.recovery.lag_months = int(r.choice([0, 1, 6, 9]))
+    cfg.model.recovery.haircut = float(r.uniform(0, 0.5))
+    cfg.model.recovery.sale_cost = float(r.uniform(0, 0.1))
+    config_module.validate(cfg)
+    if tape_tenors:  # engine.TAPE_TENOR: each loan's tenor_months (validate() refuses tenors=[] for now)
+        cfg.tenors = []
+    tape = load_portfolio(tape_file, cfg.market.chips.keys())
+    seed = int(r.integers(0, 2**63)) * 2 + 1  # both key words in use
+    return engine.build_problem(cfg, tape), seed
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_random_portfolios_match_numpy(host, case, tmp_path):
+    """Cases 1, 3, 5, 7 with cross-default; 1, 2, 4, 5, 7 with a random subset of the channels."""
+    host("engine.cu")
+    prob, seed = _random_case(case, tmp_path)
+    args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ref = engine.simulate(np, prob, **args)
+    _assert_parity(ref, hostkernel.simulate(prob, **args))
+
+
+def test_missing_compiler_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("CXX", "no-such-compiler-g++")
+    hostkernel.load.cache_clear()
+    try:
+        with pytest.raises(hostkernel.KernelBuildError, match="g\\+\\+ was not found"):
+            hostkernel.load("engine.cu")
+    finally:
+        hostkernel.load.cache_clear()
