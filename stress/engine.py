@@ -70,7 +70,7 @@ class Problem:
 def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     """Set up the batched problem for all selected scenarios and tenors."""
     scen = list(cfg.scenario.values())
-    tenors = tuple(cfg.tenors) if cfg.tenors else (TAPE_TENOR,)
+    tenors = tuple(sorted(cfg.tenors)) if cfg.tenors else (TAPE_TENOR,)  # ascending: see simulate
     tenor = np.array([tape.tenor_months if k == TAPE_TENOR else np.full(len(tape), k) for k in tenors], dtype=np.int64)
     months = int(tenor.max())
     lag = cfg.model.recovery.lag_months
@@ -168,6 +168,36 @@ class ChunkResult:
     default_cause: Optional[np.ndarray] = None
 
 
+@dataclass
+class DefaultRecords:
+    """What is kept of each (scenario, tenor, path, loan) cell once it defaults, shape (S, K, P, L)."""
+
+    month: object  # 1-based month of default, 0 = none (int16)
+    cause: object  # index into waterfall.CAUSES (int8)
+    exposure: object  # USD
+    reserve: object  # reserve balance at default, USD
+    annual_rate: object  # loan rate at default, for discounting the recovery
+    loss: object  # USD, filled when the collateral is sold
+
+    @classmethod
+    def empty(cls, xp, shape, dtype) -> "DefaultRecords":
+        zeros = lambda: xp.zeros(shape, dtype=dtype)  # noqa: E731
+        return cls(month=xp.zeros(shape, dtype=xp.int16), cause=xp.zeros(shape, dtype=xp.int8),
+                   exposure=zeros(), reserve=zeros(), annual_rate=zeros(), loss=zeros())
+
+    def add(self, new: waterfall.NewDefaults, t: int, k0: int) -> tuple:
+        """Record this month's defaults (state tenor index k is record index k + k0); return
+        their index into the records."""
+        s, k, p, n = new.index
+        idx = (s, k + k0, p, n)
+        self.month[idx] = t
+        self.cause[idx] = new.cause
+        self.exposure[idx] = new.exposure
+        self.reserve[idx] = new.reserve
+        self.annual_rate[idx] = new.annual_rate
+        return idx
+
+
 def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int,
              dtype=np.float64, keep_paths: bool = False, to_host=np.asarray) -> ChunkResult:
     """Run paths [start, stop) through months 1..T (+ the liquidation lag) on library ``xp``."""
@@ -185,10 +215,12 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 
     st = waterfall.open_state(xp, (S, K, P, L), prob.principal, prob.reserve_target, dtype)
+    rec = DefaultRecords.empty(xp, (S, K, P, L), dtype)
     borrower = dev(prob.borrower) if prob.borrower is not None else None
-    terms = dict(refinanced=dev(prob.refinanced, bool), dscr_min=dev(prob.dscr_min),
-                 reserve_target=dev(prob.reserve_target)[None, :, None, :])
-    ltv_max = dev(prob.ltv_max)
+    refinanced, dscr_min, ltv_max = dev(prob.refinanced, bool), dev(prob.dscr_min), dev(prob.ltv_max)
+    reserve_target = dev(prob.reserve_target)[None, :, None, :]
+    last_month = prob.tenor.max(axis=1)  # (K,) ascending
+    k0 = 0  # tenors before k0 have all matured: their cells are no longer simulated
     pending = {}  # month of sale -> index tuple of the loans that defaulted `lag` months before
     weight = dev(prob.principal)
     price_fan = np.full((S, F, len(prob.market.chips), T), np.nan)
@@ -202,23 +234,27 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         value = recovery.collateral_value(xp, loan_price, dev(prob.value_income[:, i]), dev(prob.value_cost[:, i]),
                                           dev(prob.scrap))
         if t <= T:
+            while last_month[k0] < t:
+                k0 += 1
+                st.drop_leading_tenors(1)
             util = market.utilization(xp, prob.market, demand, chip, seed, paths, t, dtype)
             cfads = (dev(prob.contract_revenue[:, i]) - dev(prob.opex_base[:, :, i])[:, None, :]
                      + util * (dev(prob.merchant_hours[:, i]) * loan_price - dev(prob.opex_slope[:, :, i])[:, None, :]))
             collateral = (dev(prob.gpus_alive[:, i]) * value)[:, None]
             opening = st.balance[:, :, :F]
             was_live = st.active[:, :, :F].copy()  # step() clears defaulted cells in place
-            matures = prob.tenor == t
+            matures = prob.tenor[k0:] == t
             new, service = waterfall.step(
                 xp, st, t, prob.rules, cfads=cfads[:, None], ltv_limit=ltv_max * collateral,
                 refi_limit=prob.rules.refi_ltv_max * collateral,
                 monthly_rate=dev(prob.monthly_rate[:, :, i])[:, None, None, :],
-                regular_balance=dev(prob.regular_balance[:, :, i])[None, :, None, :],
+                regular_balance=dev(prob.regular_balance[k0:, :, i])[None, :, None, :],
                 at_maturity=xp.asarray(matures)[None, :, None, :] if matures.any() else None,
                 exogenous_hit=copula <= xp.asarray(prob.exogenous_threshold[:, :, i])[:, None, None, :],
-                borrower=borrower, **terms)
-            if new[0].size:
-                pending[t + prob.lag] = new
+                borrower=borrower, refinanced=refinanced, dscr_min=dscr_min,
+                reserve_target=reserve_target[:, k0:])
+            if new is not None:
+                pending[t + prob.lag] = rec.add(new, t, k0)
             if F:
                 price_fan[:, :, :, i] = to_host(price[:, :F])
                 w = xp.where(was_live, weight, 0.0)
@@ -226,28 +262,28 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ltv = xp.where(was_live, opening / collateral[:, :, :F], 0.0)
                     dscr = xp.where(was_live, cfads[:, None, :F] / service[:, :, :F], 0.0)
-                    ltv_fan[:, :, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
-                    dscr_fan[:, :, :, i] = to_host(xp.where(wsum > 0, (w * dscr).sum(-1) / wsum, xp.nan))
+                    ltv_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
+                    dscr_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * dscr).sum(-1) / wsum, xp.nan))
         idx = pending.pop(t, None)
         if idx is not None:  # collateral of the loans that defaulted `lag` months ago is sold now
             s_, k_, p_, l_ = idx
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], value[s_, p_, l_], dev(prob.haircut[:, i])[s_], prob.sale_cost,
-                st.reserve_at_default[idx], st.exposure[idx], st.rate_at_default[idx], prob.lag)
-            st.loss[idx] = st.exposure[idx] - proceeds
+                rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag)
+            rec.loss[idx] = rec.exposure[idx] - proceeds
 
-    defaulted = st.default_month > 0
-    month_index = xp.where(defaulted, st.default_month.astype(xp.int64) - 1, 0)
+    defaulted = rec.month > 0
+    month_index = xp.where(defaulted, rec.month.astype(xp.int64) - 1, 0)
     flat = (xp.arange(S * K).reshape(S, K, 1, 1) * T + month_index)[defaulted]
-    exposure_by_month = xp.bincount(flat, weights=st.exposure[defaulted].astype(xp.float64), minlength=S * K * T)
-    cause_flat = (xp.arange(S * K).reshape(S, K, 1, 1) * 4 + st.cause.astype(xp.int64) - 1)[defaulted]
+    exposure_by_month = xp.bincount(flat, weights=rec.exposure[defaulted].astype(xp.float64), minlength=S * K * T)
+    cause_flat = (xp.arange(S * K).reshape(S, K, 1, 1) * 4 + rec.cause.astype(xp.int64) - 1)[defaulted]
     causes = xp.bincount(cause_flat, minlength=S * K * 4)
     with np.errstate(divide="ignore", invalid="ignore"):
-        lgd = xp.where(defaulted, st.loss / st.exposure, 0.0)
+        lgd = xp.where(defaulted, rec.loss / rec.exposure, 0.0)
     return ChunkResult(
         start=start,
-        loss=to_host(st.loss.sum(-1, dtype=xp.float64)),
-        loan_loss=to_host(st.loss.sum(2, dtype=xp.float64)),
+        loss=to_host(rec.loss.sum(-1, dtype=xp.float64)),
+        loan_loss=to_host(rec.loss.sum(2, dtype=xp.float64)),
         loan_defaults=to_host(defaulted.sum(2)),
         loan_lgd=to_host(lgd.sum(2, dtype=xp.float64)),
         defaulted_exposure=to_host(exposure_by_month.reshape(S, K, T)),
@@ -255,6 +291,6 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         price=price_fan,
         ltv=ltv_fan,
         dscr=dscr_fan,
-        default_month=to_host(st.default_month) if keep_paths else None,
-        default_cause=to_host(st.cause) if keep_paths else None,
+        default_month=to_host(rec.month) if keep_paths else None,
+        default_cause=to_host(rec.cause) if keep_paths else None,
     )

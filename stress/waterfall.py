@@ -15,7 +15,7 @@ or, while the trailing three-month DSCR is below ``dscr_min``, swept to prepay p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 CAUSES = ("none", "payment", "covenant", "refinancing", "exogenous")
 PAYMENT, COVENANT, REFINANCING, EXOGENOUS = 1, 2, 3, 4
@@ -41,7 +41,11 @@ class Rules:
 
 @dataclass
 class LoanState:
-    """State of every loan cell, shape (S, K, P, L); default records are filled at default."""
+    """Month-to-month state of the loan cells still running, shape (S, K', P, L).
+
+    K' can be smaller than the number of tenors: the engine drops the leading tenors once they
+    have all matured (tenors are sorted ascending), so finished loans cost nothing.
+    """
 
     balance: object  # outstanding principal, USD
     reserve: object  # debt service reserve, USD
@@ -51,39 +55,42 @@ class LoanState:
     cfads2: object
     service1: object  # debt service of the last two months
     service2: object
-    default_month: object  # 1-based month of default, 0 = none (int16)
-    cause: object  # index into CAUSES (int8)
-    exposure: object  # exposure at default, USD
-    reserve_at_default: object  # reserve balance at default, USD
-    rate_at_default: object  # annual loan rate at default
-    loss: object = field(default=None)  # loss, USD, filled when the collateral is sold
+
+    def drop_leading_tenors(self, n: int) -> None:
+        """Forget the first n tenors (all their loans have matured or defaulted)."""
+        for name in ("balance", "reserve", "active", "breach", "service1", "service2"):
+            setattr(self, name, getattr(self, name)[:, n:])
+
+
+@dataclass(frozen=True)
+class NewDefaults:
+    """Loans that defaulted this month: index tuple into the state, and what the records keep."""
+
+    index: tuple  # (s, k, p, l) arrays
+    cause: object  # int8, index into CAUSES
+    exposure: object  # outstanding principal at default, USD
+    reserve: object  # reserve balance at default, USD
+    annual_rate: object  # loan rate at default, per year
 
 
 def open_state(xp, shape, principal, reserve_target, dtype) -> LoanState:
     """State at the valuation date: full principal, reserve funded to target, no history."""
     s, k, p, n = shape
-    zeros = lambda sh=shape: xp.zeros(sh, dtype=dtype)  # noqa: E731
     return LoanState(
         balance=xp.broadcast_to(xp.asarray(principal, dtype=dtype), shape).copy(),
         reserve=xp.broadcast_to(xp.asarray(reserve_target, dtype=dtype)[None, :, None, :], shape).copy(),
         active=xp.ones(shape, dtype=bool),
         breach=xp.zeros(shape, dtype=xp.int16),
-        cfads1=zeros((s, 1, p, n)),
-        cfads2=zeros((s, 1, p, n)),
-        service1=zeros(),
-        service2=zeros(),
-        default_month=xp.zeros(shape, dtype=xp.int16),
-        cause=xp.zeros(shape, dtype=xp.int8),
-        exposure=zeros(),
-        reserve_at_default=zeros(),
-        rate_at_default=zeros(),
-        loss=zeros(),
+        cfads1=xp.zeros((s, 1, p, n), dtype=dtype),
+        cfads2=xp.zeros((s, 1, p, n), dtype=dtype),
+        service1=xp.zeros(shape, dtype=dtype),
+        service2=xp.zeros(shape, dtype=dtype),
     )
 
 
 def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limit, monthly_rate,
          regular_balance, at_maturity, refinanced, reserve_target, dscr_min, exogenous_hit, borrower=None):
-    """Advance every loan cell through month t; return (index tuple of the new defaults, debt service).
+    """Advance every loan cell through month t; return (NewDefaults or None, debt service).
 
     cfads (S,1,P,L) USD; ltv_limit = ltv_max x collateral and refi_limit = refi_ltv_max x
     collateral (S,1,P,L) USD; monthly_rate (S,1,1,L); regular_balance (1,K,1,L);
@@ -117,6 +124,7 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
         event = event | refi_hit
     idx = xp.nonzero(event & st.active)
 
+    new = None
     if idx[0].size:
         cause = xp.zeros(idx[0].shape, dtype=xp.int8)  # lowest priority first, highest written last
         if rules.exogenous:
@@ -134,18 +142,17 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
             idx = xp.nonzero(dense)
             cause = dense[idx]
         refi_cause = cause == REFINANCING
-        st.default_month[idx] = t
-        st.cause[idx] = cause
-        st.exposure[idx] = xp.where(refi_cause, b1[idx], b0[idx])
-        st.reserve_at_default[idx] = xp.where(refi_cause, r1[idx], r0[idx])
-        st.rate_at_default[idx] = 12.0 * xp.broadcast_to(monthly_rate, shape)[idx]
+        new = NewDefaults(index=idx, cause=cause,
+                          exposure=xp.where(refi_cause, b1[idx], b0[idx]),
+                          reserve=xp.where(refi_cause, r1[idx], r0[idx]),
+                          annual_rate=12.0 * xp.broadcast_to(monthly_rate, shape)[idx])
         st.active[idx] = False
     if at_maturity is not None:
         st.active = st.active & ~at_maturity  # repaid at par (or refinanced) at maturity
     st.balance, st.reserve = b1, r1
     st.cfads2, st.cfads1 = st.cfads1, cfads
     st.service2, st.service1 = st.service1, service
-    return idx, service
+    return new, service
 
 
 def _cross_default(xp, cause, live, borrower):
