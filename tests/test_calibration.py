@@ -38,7 +38,7 @@ def test_conservative_three_year_loan_is_safe_and_longer_tenors_are_not(tape):
     """A new B200 fleet at LTV 0.65, DSCR above 2, 90% contracted: baseline PD of the GPU
     channels (pd_annual = 0) in the low single digits at 36 months; clearly worse at 60; a tenor
     longer than the GPUs' 72-month life (84) is broken."""
-    gpus, value = 1000, 40_900.0
+    gpus, value = 1000, 41_600.0  # income-approach value of a new B200 today (conf/market/README.md)
     loan = dict(chip="B200", gpus=gpus, age_months=0, principal=0.65 * gpus * value, rate=0.09,
                 amortization="annuity", contracted_share=0.9, contract_price=3.6, contract_months=36,
                 power_price=0.08, pue=1.3, opex_fixed=320.0, reserve_months=3, dscr_min=1.2, ltv_max=0.85,
