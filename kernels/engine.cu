@@ -5,9 +5,9 @@
 //
 // Parallel decomposition: one thread per (scenario, path), looping over months, loans and tenors.
 //   - Not per (scenario, tenor, path): the random numbers, market factors, utilisation, CFADS and
-//     collateral values do not depend on the tenor (they are ~2/3 of the work of a loan-month: a
-//     Philox block, log, sqrt, sin, cos and two exp), so a thread computes them once for all K
-//     tenors. S x P threads (7 x 10^5 for a million paths) still fill any GPU.
+//     collateral values do not depend on the tenor (the transcendental part of a loan-month: half a
+//     Philox block, log, sqrt, sin, cos and exp), so a thread computes them once for all K tenors.
+//     S x P threads (7 x 10^6 for a million paths and 7 scenarios) still fill any GPU.
 //   - Not per loan: cross-default couples the loans of a borrower within a month, and the portfolio
 //     loss is a sum over loans, so all loans of a path live in one thread with no synchronisation.
 // Threads grid-stride over the S x P work items, so the launch size (and with it the scratch
@@ -16,6 +16,11 @@
 // Random numbers are regenerated from Philox counters where they are used (philox.cuh, DESIGN 2.5);
 // no normal is stored. State lives in a per-thread scratch of O(K L + L + C + N + T) values
 // (below); memory never grows with paths x loans x months.
+//
+// Arithmetic follows the numpy engine operation by operation. The host build (no FMA contraction)
+// differs from numpy only where numpy's SIMD exp, log and pow round the last bit unlike libm's; on
+// the GPU, nvcc's default --fmad=true and CUDA's own exp/log/sin/cos/pow add a few ulp (--fmad=false
+// removes the first).
 //
 // ------------------------------------------------------------------------------------------------
 // Arguments (all arrays C-contiguous; S scenarios, K tenors, L loans, C chips, N launches,
@@ -85,7 +90,16 @@ enum ConfigIndex : int {
   CFG_SIZE
 };
 enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
-constexpr int N_SCALARS = 7;
+enum ScalarIndex : int {  // reals[0..N_SCALARS)
+  SC_PHI,
+  SC_DEMAND_SCALE,
+  SC_U_MAX,
+  SC_UTIL_BETA,
+  SC_UTIL_SIGMA,
+  SC_REFI_LTV_MAX,
+  SC_SALE_COST,
+  N_SCALARS
+};
 
 struct Dims {
   int S, K, L, C, N, B, T, H, lag;
@@ -200,10 +214,11 @@ struct Scratch {
   Column<T> cfads1, cfads2;  // [L] CFADS of the last two months, USD
   Column<T> balance, reserve, service1, service2;  // [K L] model::Cell
   Column<int> breach;                             // [K L]
-  Column<int> default_month;                      // [K L] 1-based, 0 = none
+  Column<int> default_month;                      // [K L] 1-based, 0 = none, REPAID_EARLY = swept to zero
   Column<T> exposure, reserve_at_default;         // [K L] USD, recorded at default
   Column<int> defaults_at;                        // [T] defaults in each month (sales due lag months later)
   Column<T> fan_weight, fan_ltv, fan_dscr;        // [K] principal-weighted sums of the month (fan paths)
+  Column<T> fan_dscr_weight;                      // [K] the same weights, loans with debt service due only
   Column<T> paid_balance, paid_reserve;           // [K L] cross-default only: the month's b1, r1
   Column<int> own_cause;                          // [K L] cross-default only
   Column<int> borrower_cause;                     // [B] cross-default only: borrower's highest-priority cause
@@ -220,6 +235,7 @@ struct Scratch {
     exposure = a.take<T>(cells), reserve_at_default = a.take<T>(cells);
     defaults_at = a.take<int>(d.T);
     fan_weight = a.take<T>(d.K), fan_ltv = a.take<T>(d.K), fan_dscr = a.take<T>(d.K);
+    fan_dscr_weight = a.take<T>(d.K);
     paid_balance = a.take<T>(pending), paid_reserve = a.take<T>(pending), own_cause = a.take<int>(pending);
     borrower_cause = a.take<int>(d.cross_default ? d.B : 0);
     bytes_per_thread = a.bytes;
@@ -247,7 +263,7 @@ struct PathSim {
         key(philox::seed_key(d_.seed)),
         rules{(d_.channels & CH_PAYMENT) != 0, (d_.channels & CH_COVENANT) != 0,
               (d_.channels & CH_REFINANCING) != 0, (d_.channels & CH_EXOGENOUS) != 0, d_.cure_months,
-              T(tb_.scalars[5])},
+              T(tb_.scalars[SC_REFI_LTV_MAX])},
         fan(p_ < d_.F), demand(0.0), demand0(0.0) {}
 
   __device__ long long skl(int k, int l) const { return ((long long)s * d.K + k) * d.L + l; }
@@ -284,8 +300,8 @@ struct PathSim {
   // market.advance: AR(1) steps, then the shocked demand (returned) and spot prices of month t.
   __device__ double advance_market(int t) {
     const int i = t - 1;
-    const double* q = tb.scalars;
-    demand = model::ar1_step(demand, q[0], q[1], philox::normal_at(key, path, t, philox::STREAM_DEMAND, 0));
+    const double e = philox::normal_at(key, path, t, philox::STREAM_DEMAND, 0);
+    demand = model::ar1_step(demand, tb.scalars[SC_PHI], tb.scalars[SC_DEMAND_SCALE], e);
     double eta[4];
     for (int c = 0; c < d.C; ++c) {
       if (c % 4 == 0) philox::normals4(key, path, t, philox::STREAM_PRICE, c / 4, eta);
@@ -293,12 +309,13 @@ struct PathSim {
     }
     const long long si = (long long)s * d.H + i;
     const double shocked = tb.demand_a[si] * demand + tb.demand_b[si];
+    const double innovation = tb.demand_a[si] * (demand - tb.demand_decay[i] * demand0) + tb.demand_b[si];
     double jump = 0.0;
     for (int n = 0; n < d.N; ++n)
       jump = jump + tb.launch_log_step[s * d.N + n] * model::launch_share(t, sc.launch[n], tb.launch_ramp[n]);
     for (int c = 0; c < d.C; ++c) {
-      const double log_price = model::log_spot_price(tb.log_price0[c], tb.trend_monthly[c], t, tb.kappa[c], shocked,
-                                                     tb.demand_decay[i], demand0, tb.sigma[c], sc.noise[c], jump);
+      const double log_price = model::log_spot_price(tb.log_price0[c], tb.trend_monthly[c], t, tb.kappa[c],
+                                                     innovation, tb.sigma[c], sc.noise[c], jump);
       const long long sci = ((long long)s * d.C + c) * d.H + i;
       const T price = T(model::spot_price(tb.price_a[sci], tb.price_b[sci], log_price));
       sc.price[c] = price;
@@ -314,18 +331,21 @@ struct PathSim {
     sc.balance[j] = c.balance, sc.reserve[j] = c.reserve, sc.service1[j] = c.service1, sc.service2[j] = c.service2;
     sc.breach[j] = c.breach;
   }
-  // Active at the start of month t: not defaulted and not past maturity (waterfall.LoanState.active).
+  // Active at the start of month t: not defaulted, not repaid early and not past maturity
+  // (waterfall.LoanState.active).
+  static constexpr int REPAID_EARLY = -1;
   __device__ bool live(long long j, int t) const { return sc.default_month[j] == 0 && t <= tb.tenor[j]; }
 
-  // End of waterfall.step for one cell with its final cause: record a default (and emit its counts),
-  // or let a live loan pay.
-  __device__ void settle(int k, int l, int t, model::Cell<T>& c, const model::Month<T>& m, int cause, bool is_live) {
+  // End of waterfall.step for a live cell with its final cause: record a default (and emit its
+  // counts), or pay.
+  __device__ void settle(int k, int l, int t, model::Cell<T>& c, const model::Month<T>& m, int cause) {
     const long long j = (long long)k * d.L + l;
     if (cause == model::NONE) {
-      if (is_live) model::pay(c, m);
+      model::pay(c, m);
+      if (!(c.balance > T(0))) sc.default_month[j] = REPAID_EARLY;  // the cash sweep repaid it
       return;
     }
-    const model::DefaultRecord<T> rec = model::default_record(c, m, cause);
+    const model::DefaultRecord<T> rec = model::default_record(c, m, m.cause);  // own cause: see default_record
     sc.default_month[j] = t;
     sc.exposure[j] = rec.exposure;
     sc.reserve_at_default[j] = rec.reserve;
@@ -345,13 +365,24 @@ struct PathSim {
   __device__ void loans_month(int t, double shocked) {
     const int i = t - 1;
     const long long si = (long long)s * d.H + i;
-    const T demand_t = T(shocked), beta = T(tb.scalars[3]), sigma_u = T(tb.scalars[4]), u_max = T(tb.scalars[2]);
+    const T demand_t = T(shocked), beta = T(tb.scalars[SC_UTIL_BETA]), sigma_u = T(tb.scalars[SC_UTIL_SIGMA]);
+    const T u_max = T(tb.scalars[SC_U_MAX]);
     const T util_a = T(tb.util_a[si]), util_b = T(tb.util_b[si]);
     if (fan)
-      for (int k = 0; k < d.K; ++k) sc.fan_weight[k] = sc.fan_ltv[k] = sc.fan_dscr[k] = T(0);
+      for (int k = 0; k < d.K; ++k) sc.fan_weight[k] = sc.fan_ltv[k] = sc.fan_dscr[k] = sc.fan_dscr_weight[k] = T(0);
     double noise[4];
+    int noise_block = -1;  // the block of 4 loans whose utilisation normals are in `noise`
     for (int l = 0; l < d.L; ++l) {
-      if (l % 4 == 0) philox::normals4(key, path, t, philox::STREAM_UTILIZATION, l / 4, noise);
+      // Cells that have defaulted or matured have no events left, take no part in cross-default and
+      // no fan: skip them, and a loan with no live cell at all (counter-based random numbers need no
+      // catching up).
+      bool any_live = false;
+      for (int k = 0; k < d.K && !any_live; ++k) any_live = live((long long)k * d.L + l, t);
+      if (!any_live) continue;
+      if (l / 4 != noise_block) {
+        noise_block = l / 4;
+        philox::normals4(key, path, t, philox::STREAM_UTILIZATION, noise_block, noise);
+      }
       const int c = tb.chip[l];
       const long long li = (long long)l * d.H + i, sli = ((long long)s * d.L + l) * d.H + i;
       const long long slt = ((long long)s * d.L + l) * d.T + i;
@@ -362,28 +393,31 @@ struct PathSim {
       const T cf = model::cfads<T>(T(tb.contract_revenue[li]), T(tb.opex_base[sli]), util, T(tb.merchant_hours[li]),
                                    price, T(tb.opex_slope[sli]));
       const T collateral = T(tb.gpus_alive[li]) * value;
+      const T ltv_limit = T(tb.ltv_max[l]) * collateral, refi_limit = rules.refi_ltv_max * collateral;
       const T monthly_rate = T(tb.monthly_rate[slt]);
       const bool exogenous_hit = sc.copula[l] <= tb.exogenous_threshold[slt];
       const T cf1 = sc.cfads1[l], cf2 = sc.cfads2[l];
       for (int k = 0; k < d.K; ++k) {
         const long long j = (long long)k * d.L + l;
-        const bool is_live = live(j, t);
+        if (!live(j, t)) continue;
         model::Cell<T> cell = load(j);
         const T opening = cell.balance;
         const model::Month<T> m = model::waterfall_month<T>(
-            cell, rules, is_live, cf, cf1, cf2, collateral, monthly_rate, T(tb.regular_balance[j * d.T + i]),
-            T(tb.reserve_target[j]), T(tb.dscr_min[l]), T(tb.ltv_max[l]), t == tb.tenor[j], tb.refinanced[l] != 0,
-            exogenous_hit);
-        if (fan && is_live) {
+            cell, rules, cf, cf1, cf2, ltv_limit, refi_limit, monthly_rate, T(tb.regular_balance[j * d.T + i]),
+            T(tb.reserve_target[j]), T(tb.dscr_min[l]), t == tb.tenor[j], tb.refinanced[l] != 0, exogenous_hit);
+        if (fan) {
           const T w = T(tb.principal[l]);
           sc.fan_weight[k] += w;
           sc.fan_ltv[k] += w * (opening / collateral);
-          sc.fan_dscr[k] += w * (cf / m.service);
+          if (m.service > T(0)) {  // a loan with nothing due has no DSCR
+            sc.fan_dscr_weight[k] += w;
+            sc.fan_dscr[k] += w * (cf / m.service);
+          }
         }
         if (d.cross_default) {  // settled below, once every loan's own cause is known
           sc.paid_balance[j] = m.paid_balance, sc.paid_reserve[j] = m.paid_reserve, sc.own_cause[j] = m.cause;
         } else {
-          settle(k, l, t, cell, m, m.cause, is_live);
+          settle(k, l, t, cell, m, m.cause);
         }
         store(j, cell);
       }
@@ -396,28 +430,29 @@ struct PathSim {
         if (!(sc.fan_weight[k] > T(0))) continue;  // nothing live: the fan keeps its NaN
         const long long at = (((long long)s * d.K + k) * d.F + p) * d.T + i;
         out.ltv_fan[at] = double(sc.fan_ltv[k] / sc.fan_weight[k]);
-        out.dscr_fan[at] = double(sc.fan_dscr[k] / sc.fan_weight[k]);
+        if (sc.fan_dscr_weight[k] > T(0)) out.dscr_fan[at] = double(sc.fan_dscr[k] / sc.fan_dscr_weight[k]);
       }
     }
   }
 
   // waterfall._cross_default: a live loan without a cause of its own takes the highest-priority
-  // (lowest) cause among its borrower's loans this month; then every cell is settled.
+  // (lowest) cause among its borrower's loans this month; then every live cell is settled. Cells
+  // that are not live have no cause (and their own_cause may be stale: loans_month skips them).
   __device__ void cross_default(int t) {
     for (int k = 0; k < d.K; ++k) {
       for (int b = 0; b < d.B; ++b) sc.borrower_cause[b] = model::NONE;
       for (int l = 0; l < d.L; ++l) {
-        const int own = sc.own_cause[(long long)k * d.L + l], b = tb.borrower[l];
-        const int held = sc.borrower_cause[b];
-        if (own != model::NONE && (held == model::NONE || own < held)) sc.borrower_cause[b] = own;
+        const long long j = (long long)k * d.L + l;
+        const int own = sc.own_cause[j], b = tb.borrower[l], held = sc.borrower_cause[b];
+        if (live(j, t) && own != model::NONE && (held == model::NONE || own < held)) sc.borrower_cause[b] = own;
       }
       for (int l = 0; l < d.L; ++l) {
         const long long j = (long long)k * d.L + l;
-        const bool is_live = live(j, t);
+        if (!live(j, t)) continue;
         int cause = sc.own_cause[j];
-        if (is_live && cause == model::NONE) cause = sc.borrower_cause[tb.borrower[l]];
+        if (cause == model::NONE) cause = sc.borrower_cause[tb.borrower[l]];
         model::Cell<T> cell = load(j);
-        settle(k, l, t, cell, model::Month<T>{sc.paid_balance[j], sc.paid_reserve[j], T(0), cause}, cause, is_live);
+        settle(k, l, t, cell, model::Month<T>{sc.paid_balance[j], sc.paid_reserve[j], T(0), sc.own_cause[j]}, cause);
         store(j, cell);
       }
     }
@@ -430,7 +465,7 @@ struct PathSim {
     if (defaulted < 1 || sc.defaults_at[defaulted - 1] == 0) return;  // defaults happen in months 1..T
     const int i = t - 1;
     const T haircut = T(tb.haircut[(long long)s * d.H + i]);
-    const T keep_after_sale = T(1.0 - tb.scalars[6]);
+    const T keep_after_sale = T(1.0 - tb.scalars[SC_SALE_COST]);
     for (int l = 0; l < d.L; ++l) {
       const long long li = (long long)l * d.H + i;
       for (int k = 0; k < d.K; ++k) {

@@ -2,7 +2,7 @@
 // tests against the numpy engine (DESIGN 5). Force-included by stress/hostkernel.py:
 //     g++ -O2 -std=c++17 -shared -fPIC -x c++ -include kernels/host_shim.h kernels/engine.cu
 // A __global__ kernel becomes an ordinary extern "C" function that runs ONE CUDA thread: the
-// thread's indices are process globals set by host_set_thread() below, so a caller emulates a
+// thread's indices are thread-local globals set by host_set_thread() below, so a caller emulates a
 // launch <<<grid, block>>> by calling host_set_thread and the kernel for every (block, thread),
 // one after the other. The kernels' grid-stride loops do the rest; atomicAdd is a plain add.
 #pragma once
@@ -31,8 +31,9 @@ struct uint3 {
 };
 
 // One-dimensional launch geometry of the thread being run; the default is a single thread.
-static dim3 gridDim, blockDim;
-static uint3 blockIdx, threadIdx;
+// thread_local: several OS threads may each run kernel calls at once (stress.hostkernel.simulate_threads).
+static thread_local dim3 gridDim, blockDim;
+static thread_local uint3 blockIdx, threadIdx;
 
 extern "C" void host_set_thread(unsigned grid_dim, unsigned block_dim, unsigned block_idx, unsigned thread_idx) {
   gridDim.x = grid_dim;

@@ -8,7 +8,7 @@
 // T is the engine's float type (double or float). As in the numpy engine, the market factors and the
 // random numbers are always float64 and are rounded to T where a loan first uses them; everything
 // per loan is computed in T. Money in USD, prices in USD per GPU-hour, rates per month unless named
-// annual, months counted from the valuation date (t = 1..T loan months, then the liquidation lag).
+// annual, months t = 1, 2, ... counted from the valuation date.
 #pragma once
 #include "philox.cuh"
 
@@ -51,13 +51,11 @@ __host__ __device__ __forceinline__ double launch_share(int t, double launch_mon
   return np_clip(elapsed / ramp, 0.0, 1.0);
 }
 
-// log P_c(t) = log P_c(0) - g_c t + kappa_c (D_t - phi^t D_0) + sigma_c X_c(t) + J(t), with D_t the
-// shocked demand, D_0 the unshocked demand at the valuation date and decay = phi^t.
+// log P_c(t) = log P_c(0) - g_c t + kappa_c I_t + sigma_c X_c(t) + J(t), with I_t the scenario-shocked
+// demand innovation since the valuation date, a (D_t - phi^t D_0) + b (market.advance).
 __host__ __device__ __forceinline__ double log_spot_price(double log_price0, double trend_monthly, int t, double kappa,
-                                                          double demand, double decay, double demand0, double sigma,
-                                                          double noise, double jump) {
-  return (log_price0 - trend_monthly * static_cast<double>(t)) + kappa * (demand - decay * demand0) + sigma * noise +
-         jump;
+                                                          double innovation, double sigma, double noise, double jump) {
+  return (log_price0 - trend_monthly * static_cast<double>(t)) + kappa * innovation + sigma * noise + jump;
 }
 
 // Spot price after the scenario's price shock a P + b, floored at 0, USD/GPU-h.
@@ -132,44 +130,44 @@ struct Month {
   int cause;       // the loan's own default cause, 0 = none
 };
 
-// Cash flows of month t for a cell that is `live` (neither defaulted nor repaid): debt service,
-// reserve, cash sweep and the loan's own default cause, in waterfall.step's order and priority
-// (payment > covenant > refinancing > exogenous). Updates the covenant breach counter and the
-// debt-service history for every cell, live or not, as waterfall.step does.
+// Cash flows of month t for a live cell (neither defaulted nor repaid): debt service, reserve, cash
+// sweep and the loan's own default cause, in waterfall.step's order and priority (payment > covenant
+// > refinancing > exogenous). The reserve pays any shortfall of CFADS against the debt service; a
+// surplus tops it up to its target, the rest is released, or swept to prepay principal while the
+// trailing three-month DSCR is below dscr_min. Updates the covenant breach counter and the
+// debt-service history. waterfall.step also runs cells that are no longer live, without events; the
+// kernel skips them. ltv_limit = ltv_max x collateral, refi_limit = refi_ltv_max x collateral, USD.
 template <typename T>
-__host__ __device__ __forceinline__ Month<T> waterfall_month(Cell<T>& c, const Rules<T>& rules, bool live, T cf,
-                                                             T cf1, T cf2, T collateral, T monthly_rate,
+__host__ __device__ __forceinline__ Month<T> waterfall_month(Cell<T>& c, const Rules<T>& rules, T cf, T cf1, T cf2,
+                                                             T ltv_limit, T refi_limit, T monthly_rate,
                                                              T regular_balance, T reserve_target, T dscr_min,
-                                                             T ltv_max, bool at_maturity, bool refinanced,
-                                                             bool exogenous_hit) {
+                                                             bool at_maturity, bool refinanced, bool exogenous_hit) {
   const T b0 = c.balance, r0 = c.reserve;
   const T due = np_maximum(b0 - regular_balance, T(0));
   const T service = b0 * monthly_rate + due;
-  const T surplus = cf - service;
-  const T shortfall = np_maximum(-surplus, T(0));
-  const bool covered = shortfall <= r0 + T(ROUNDING) * service;
-  const T gap = np_maximum(reserve_target - r0, T(0));
-  const T r1 = surplus >= T(0) ? r0 + np_minimum(surplus, gap) : np_maximum(r0 - shortfall, T(0));
-  const T excess = np_maximum(surplus - gap, T(0));
-  const bool trailing_breach = (cf + cf1 + cf2) < dscr_min * (service + c.service1 + c.service2);
+  const T cash = r0 + (cf - service);  // reserve after the service is paid from CFADS; < 0: shortfall
+  const T cap = np_maximum(r0, reserve_target);
+  const T r1 = np_minimum(np_maximum(cash, T(0)), cap);
+  const T excess = np_maximum(cash - cap, T(0));
+  const bool sweep = (cf + cf1 + cf2) < dscr_min * (service + c.service1 + c.service2);
   T b1 = b0 - due;
-  b1 = b1 - (trailing_breach ? np_minimum(excess, b1) : T(0));
-  c.breach = b0 > ltv_max * collateral ? c.breach + 1 : 0;
+  b1 = b1 - np_minimum(excess, b1) * T(sweep);
+  c.breach = (c.breach + 1) * int(b0 > ltv_limit);
 
   int cause = NONE;  // lowest priority first, as waterfall.step overwrites
   if (rules.exogenous && exogenous_hit) cause = EXOGENOUS;
-  if (rules.refinancing && at_maturity && refinanced && b1 > rules.refi_ltv_max * collateral) cause = REFINANCING;
+  if (rules.refinancing && at_maturity && refinanced && b1 > refi_limit) cause = REFINANCING;
   if (rules.covenant && c.breach >= rules.cure_months) cause = COVENANT;
-  if (rules.payment && !covered) cause = PAYMENT;
-  if (!live) cause = NONE;
+  if (rules.payment && cash < T(-ROUNDING) * service) cause = PAYMENT;
 
   c.service2 = c.service1;
   c.service1 = service;
   return Month<T>{b1, r1, service, cause};
 }
 
-// Exposure and reserve recorded at default: a refinancing default happens after the month's regular
-// instalment (b1, r1); any other default pre-empts the payment (opening b0, r0).
+// Exposure and reserve recorded at default: the loan's own refinancing default happens after the
+// month's regular instalment (b1, r1); any other default, a cross-default included, pre-empts the
+// payment (opening b0, r0). `own_cause` is the loan's own cause, before cross-default.
 template <typename T>
 struct DefaultRecord {
   T exposure;  // outstanding principal at default, USD
@@ -177,13 +175,12 @@ struct DefaultRecord {
 };
 
 template <typename T>
-__host__ __device__ __forceinline__ DefaultRecord<T> default_record(const Cell<T>& c, const Month<T>& m, int cause) {
-  return cause == REFINANCING ? DefaultRecord<T>{m.paid_balance, m.paid_reserve}
+__host__ __device__ __forceinline__ DefaultRecord<T> default_record(const Cell<T>& c, const Month<T>& m, int own_cause) {
+  return own_cause == REFINANCING ? DefaultRecord<T>{m.paid_balance, m.paid_reserve}
                               : DefaultRecord<T>{c.balance, c.reserve};
 }
 
-// A live loan that does not default pays: the cell moves to (b1, r1). Defaulted or inactive cells keep
-// their balance and reserve.
+// A live loan that does not default pays: the cell moves to (b1, r1).
 template <typename T>
 __host__ __device__ __forceinline__ void pay(Cell<T>& c, const Month<T>& m) {
   c.balance = m.paid_balance;

@@ -1,4 +1,10 @@
-"""Choice of the array library, made once per run. The only module that imports cupy."""
+"""Choice of the engine and array library, made once per run. The only module that imports cupy.
+
+- ``numpy``: the reference engine (stress.engine) on the CPU.
+- ``cupy``: the fused CUDA kernel (kernels/engine.cu via stress.gpu) on the current GPU.
+- ``host``: the same kernel compiled as host C++ (stress.hostkernel), one thread per CPU core.
+- ``auto``: ``cupy`` when CuPy imports and a GPU answers, otherwise ``numpy`` (one log line why).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from .engine import ChunkResult, Problem
 from .errors import ConfigError
 
 log = logging.getLogger("stress")
@@ -15,10 +22,30 @@ log = logging.getLogger("stress")
 
 @dataclass(frozen=True)
 class Backend:
-    name: str  # "numpy" or "cupy"
-    xp: object  # the array module
-    device: str  # human-readable description of where the arrays live
+    name: str  # "numpy", "cupy" or "host"
+    xp: object  # the array module of the engine's arrays
+    device: str  # human-readable description of where the work runs
     to_host: Callable  # device array -> numpy array
+
+    def simulate(self, prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,
+                 keep_paths: bool = False) -> ChunkResult:
+        """Paths [start, stop) on this backend; the outputs of stress.engine.simulate."""
+        from . import engine, results
+
+        if self.name == "numpy":
+            return engine.simulate(np, prob, seed, start, stop, fan_paths, dtype=dtype, keep_paths=keep_paths)
+        if prob.importance_sampling:
+            raise ConfigError(f"mc.importance_sampling runs on backend=numpy only, not backend={self.name}")
+        if self.name == "host":
+            from . import hostkernel
+
+            return results.combine(hostkernel.simulate_threads(prob, seed, start, stop, fan_paths, dtype, keep_paths))
+        from . import gpu
+
+        cupy = self.xp
+        return results.combine(gpu.with_memory_retry(
+            lambda a, b: gpu.simulate(cupy, prob, seed, a, b, fan_paths, dtype, keep_paths),
+            start, stop, cupy.cuda.memory.OutOfMemoryError))
 
 
 def _cupy() -> tuple[object | None, str]:
@@ -38,11 +65,25 @@ def _cupy() -> tuple[object | None, str]:
         return None, f"CuPy cannot use a GPU: {exc}"
 
 
+def _host() -> Backend:
+    import os
+
+    from . import hostkernel
+
+    try:
+        hostkernel.load()
+    except hostkernel.KernelBuildError as exc:
+        raise ConfigError(f"backend=host needs the kernels compiled as host C++: {exc}") from None
+    return Backend("host", np, f"CPU, host-compiled kernel on {os.cpu_count()} threads", np.asarray)
+
+
 def select(name: str) -> Backend:
     """``auto``: CuPy when a GPU is usable, otherwise numpy (one log line says why);
-    ``cupy``: a GPU or a ConfigError; ``numpy``: numpy."""
+    ``cupy``: a GPU or a ConfigError; ``numpy``, ``host``: the CPU engines."""
     if name == "numpy":
         return Backend("numpy", np, "CPU", np.asarray)
+    if name == "host":
+        return _host()
     cupy, detail = _cupy()
     if cupy is not None:
         return Backend("cupy", cupy, detail, cupy.asnumpy)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import os
 import shutil
@@ -121,7 +122,7 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     return flat(reals, np.float64), flat(ints, np.int32)
 
 
-def config(prob: Problem, seed: int, start: int, stop: int, fan_paths: int) -> np.ndarray:
+def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: int) -> np.ndarray:
     """engine.cu's ``config`` vector for paths [start, stop); the first ``fan_paths`` paths overall are fan paths."""
     S, K, L = prob.shape
     k0, k1 = rng.seed_key(seed)
@@ -148,11 +149,13 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     dtype = np.dtype(dtype)
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
+    if getattr(prob, "importance_sampling", False):
+        raise NotImplementedError("the kernel engine does not implement importance sampling (mc.importance_sampling)")
     lib = load()
     S, K, L = prob.shape
     C, T, P = len(prob.market.chips), prob.months, stop - start
     F = max(0, min(fan_paths, stop) - start)
-    cfg = config(prob, seed, start, stop, fan_paths)
+    cfg = config_vector(prob, seed, start, stop, fan_paths)
     reals, ints = pack(prob)
     sizes = np.zeros(4, dtype=np.int64)
     lib.simulate_layout(ctypes.c_void_p(cfg.ctypes.data), ctypes.c_void_p(sizes.ctypes.data))
@@ -192,3 +195,17 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
         default_month=out["default_month"],
         default_cause=out["default_cause"],
     )
+
+
+def simulate_threads(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,
+                     keep_paths: bool = False, workers: int | None = None) -> list[ChunkResult]:
+    """``backend=host``: paths [start, stop) split into one contiguous range per worker thread,
+    each run by the host-compiled kernel (ctypes releases the GIL, so the threads run in parallel).
+    Returns the ranges' results in path order, for ``results.combine``."""
+    workers = max(1, min(workers or os.cpu_count() or 1, stop - start))
+    edges = np.linspace(start, stop, workers + 1).astype(int)
+    load()  # compile once, before the threads start
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        jobs = [pool.submit(simulate, prob, seed, int(a), int(b), fan_paths, dtype, keep_paths)
+                for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        return [job.result() for job in jobs]

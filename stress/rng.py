@@ -92,6 +92,7 @@ def _uniform(xp, x):
 
 def _box_muller(xp, ua, ub):
     """Box-Muller pair: (sqrt(-2 ln ua) cos(2 pi ub), sqrt(-2 ln ua) sin(2 pi ub))."""
+    ua, ub = xp.atleast_1d(ua), xp.atleast_1d(ub)  # in-place ufuncs need arrays, not 0-d scalars
     radius = xp.log(ua)
     radius *= -2.0
     xp.sqrt(radius, out=radius)
@@ -122,7 +123,7 @@ def normals(xp, seed: int, path, month, stream: int, index):
     ua = _uniform(xp, xp.where(first_pair, x0, x2))
     ub = _uniform(xp, xp.where(first_pair, x1, x3))
     cos_term, sin_term = _box_muller(xp, ua, ub)
-    return xp.where(lane % 2 == 0, cos_term, sin_term)
+    return xp.where(lane % 2 == 0, cos_term, sin_term).reshape(ua.shape)
 
 
 def normals_block(xp, seed: int, path, month, stream: int, count: int):

@@ -135,18 +135,20 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
             cause[st.breach[idx] >= rules.cure_months] = COVENANT
         if rules.payment:
             cause[payment_hit[idx]] = PAYMENT
+        own = cause
         if borrower is not None:
             dense = xp.zeros(shape, dtype=xp.int8)
             dense[idx] = cause
-            dense = _cross_default(xp, dense, st.active, borrower)
-            idx = xp.nonzero(dense)
-            cause = dense[idx]
-        refi_cause = cause == REFINANCING
+            spread = _cross_default(xp, dense, st.active, borrower)
+            idx = xp.nonzero(spread)
+            own, cause = dense[idx], spread[idx]
+        refi_cause = own == REFINANCING  # a cross-default pre-empts the payment, like any other cause
         new = NewDefaults(index=idx, cause=cause,
                           exposure=xp.where(refi_cause, b1[idx], b0[idx]),
                           reserve=xp.where(refi_cause, r1[idx], r0[idx]),
                           annual_rate=12.0 * xp.broadcast_to(monthly_rate, shape)[idx])
         st.active[idx] = False
+    st.active = st.active & (b1 > 0)  # the cash sweep may repay a loan before its maturity
     if at_maturity is not None:
         st.active = st.active & ~at_maturity  # repaid at par (or refinanced) at maturity
     st.balance, st.reserve = b1, r1

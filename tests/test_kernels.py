@@ -30,7 +30,7 @@ ffffffff ffffffff ffffffff ffffffff ffffffff ffffffff 408f276d 41c83b0e a20bc7c6
 243f6a88 85a308d3 13198a2e 03707344 a4093822 299f31d0 d16cfe09 94fdcceb 5001e420 24126ea1
 """
 KERNELS = hostkernel.kernels_dir()
-LOSS_RTOL = 1e-10  # float64 kernel vs numpy: only the last bits of exp, log and pow differ (see below)
+LOSS_RTOL = 1e-10  # float64 kernel vs numpy: numpy's SIMD exp, log and pow differ from libm's in the last bit
 
 
 def _kat_vectors() -> np.ndarray:
@@ -177,14 +177,16 @@ def test_example_portfolio_matches_numpy(host, example):
 
 
 def test_float32_kernel_within_monte_carlo_error(host, example):
-    """float32 on the same paths: each scenario x tenor EL within one standard error of the float64
-    EL (s / sqrt(n)), the accuracy that n paths give anyway; the float32 rounding moves it far less."""
+    """float32 kernel on the same paths: the EL of each scenario x tenor within one standard error
+    (s / sqrt(n) of the float64 losses) of the float64 EL and of numpy's float32 EL, the accuracy
+    that n paths give anyway (on the example the gap is a few 1e-6 standard errors)."""
     host("engine.cu")
     prob, args, ref = example
     got = hostkernel.simulate(prob, **{**args, "dtype": np.float32})
-    n = ref.loss.shape[-1]
-    se = ref.loss.std(axis=-1, ddof=1) / math.sqrt(n)
+    numpy32 = engine.simulate(np, prob, **{**args, "dtype": np.float32})
+    se = ref.loss.std(axis=-1, ddof=1) / math.sqrt(ref.loss.shape[-1])
     assert np.all(np.abs(got.loss.mean(-1) - ref.loss.mean(-1)) <= se)
+    assert np.all(np.abs(got.loss.mean(-1) - numpy32.loss.mean(-1)) <= se)
     assert np.mean(got.default_month != ref.default_month) < 0.01  # the same defaults, nearly always
 
 
@@ -218,7 +220,7 @@ def _random_tape(r: np.random.Generator, path: Path, chips) -> Path:
         chip = str(r.choice(chips))
         gpus = int(r.integers(50, 20000))
         amort = str(r.choice(AMORTIZATIONS))
-        principal = gpus * r.uniform(3e3, 4e4)
+        principal = gpus * r.uniform(2e3, 2.5e4)
         pd = float(r.choice([0.0, 1.0, r.uniform(0, 0.15), r.uniform(0, 0.03)], p=[0.1, 0.05, 0.45, 0.4]))
         lines.append(",".join(str(x) for x in (
             f"L{i}", r.choice(borrowers), chip, gpus, int(r.integers(0, 60)), round(principal, 2),
@@ -226,7 +228,7 @@ def _random_tape(r: np.random.Generator, path: Path, chips) -> Path:
             round(r.uniform(0.05, 0.6), 3) if amort == "balloon" else "", int(r.integers(6, 85)),
             round(r.choice([0.0, 1.0, r.uniform(0, 1)]), 3), round(r.uniform(0.5, 5.0), 3), int(r.integers(0, 90)),
             round(r.uniform(0.03, 0.2), 4), round(r.uniform(1.0, 1.7), 3), round(r.uniform(0, 400), 1),
-            round(r.choice([0.0, r.uniform(0, 8)]), 2), round(r.uniform(0.8, 2.0), 3), round(r.uniform(0.4, 1.5), 3),
+            round(r.choice([0.0, r.uniform(0, 8)]), 2), round(r.uniform(0.8, 1.6), 3), round(r.uniform(0.6, 1.6), 3),
             round(pd, 5), round(r.choice([0.0, 1.0, r.uniform(0, 0.6)], p=[0.1, 0.05, 0.85]), 3))))
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -271,10 +273,13 @@ def _random_case(case: int, tmp_path: Path):
     cfg.scenario = {f"s{i}": ScenarioConfig(description="random", shocks=[_random_shock(r, cfg)
                                                                           for _ in range(int(r.integers(0, 5)))])
                     for i in range(int(r.integers(1, 4)))}
+    if case % 4 == 2:  # spot prices driven below zero, hence floored, from a random month
+        crash = ShockConfig(target="price.all", kind="add", value=-2.5, start_month=int(r.integers(1, 24)))
+        cfg.scenario["s0"].shocks.append(crash)
     tape_tenors = r.random() < 0.25
     cfg.tenors = sorted(r.choice([12, 24, 36, 48, 60, 84], size=int(r.integers(1, 4)), replace=False).tolist())
     channels = list(config_module.CHANNELS)
-    cfg.model.channels = channels if case % 3 == 0 else [c for c in channels if r.random() < 0.6]
+    cfg.model.channels = channels if case % 3 == 0 else [c for c in channels if r.random() < 0.6] or ["payment"]
     cfg.model.cross_default = case % 2 == 1
     cfg.model.cure_months = int(r.integers(1, 5))
     cfg.model.refi_ltv_max = float(r.uniform(0.4, 1.1))
@@ -282,16 +287,18 @@ def _random_case(case: int, tmp_path: Path):
     cfg.model.recovery.haircut = float(r.uniform(0, 0.5))
     cfg.model.recovery.sale_cost = float(r.uniform(0, 0.1))
     config_module.validate(cfg)
-    if tape_tenors:  # engine.TAPE_TENOR: each loan's tenor_months (validate() refuses tenors=[] for now)
+    if tape_tenors:  # engine.TAPE_TENOR: each loan's own tenor_months
         cfg.tenors = []
     tape = load_portfolio(tape_file, cfg.market.chips.keys())
     seed = int(r.integers(0, 2**63)) * 2 + 1  # both key words in use
-    return engine.build_problem(cfg, tape), seed
+    with np.errstate(divide="ignore"):  # log1p(-pd) of a loan with pd_annual = 1
+        return engine.build_problem(cfg, tape), seed
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(10))
 def test_random_portfolios_match_numpy(host, case, tmp_path):
-    """Cases 1, 3, 5, 7 with cross-default; 1, 2, 4, 5, 7 with a random subset of the channels."""
+    """Odd cases with cross-default; cases not divisible by 3 with a random subset of the channels;
+    cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)

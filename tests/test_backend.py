@@ -1,0 +1,104 @@
+"""Backend choice, the host-compiled kernel backend, the out-of-memory retry, and (with a GPU)
+the CUDA engine against the numpy reference."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from stress import backend, engine, gpu, results, run, tape_path
+from stress.config import to_schema
+from stress.errors import ConfigError
+from stress.portfolio import load_portfolio
+
+from support import config
+
+
+def _problem(overrides=()):
+    cfg = to_schema(config(["mc.fan_paths=8", *overrides]))
+    return cfg, engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
+
+
+def _gpu_or_skip():
+    cp, why = backend._cupy()
+    if cp is None:
+        pytest.skip(f"no usable GPU: {why}")
+    return cp
+
+
+def test_cupy_backend_without_a_gpu_is_a_clear_user_error(monkeypatch):
+    monkeypatch.setattr(backend, "_cupy", lambda: (None, "CuPy is not installed"))
+    with pytest.raises(ConfigError, match="backend=cupy was requested but CuPy is not installed"):
+        backend.select("cupy")
+
+
+def test_auto_falls_back_to_numpy_and_says_why(monkeypatch, caplog):
+    monkeypatch.setattr(backend, "_cupy", lambda: (None, "CuPy found no CUDA device"))
+    with caplog.at_level(logging.INFO, logger="stress"):
+        assert backend.select("auto").name == "numpy"
+    assert "CuPy found no CUDA device" in caplog.text
+
+
+def test_memory_retry_halves_the_chunk_and_changes_no_path():
+    """A fake out-of-memory error for any range over 40 paths: the retry splits 150 paths into
+    halves until they fit; the combined result equals the one-chunk run."""
+    _, prob = _problem(["scenario=[baseline,ai_winter]", "tenors=[36,60]"])
+
+    class FakeOutOfMemory(MemoryError):
+        pass
+
+    calls = []
+
+    def run_paths(a, b):
+        calls.append((a, b))
+        if b - a > 40:
+            raise FakeOutOfMemory
+        return engine.simulate(np, prob, 7, a, b, 8)
+
+    parts = gpu.with_memory_retry(run_paths, 0, 150, FakeOutOfMemory)
+    assert [(p.start, p.start + p.loss.shape[-1]) for p in parts] == [(0, 37), (37, 75), (75, 112), (112, 150)]
+    whole = engine.simulate(np, prob, 7, 0, 150, 8)
+    np.testing.assert_array_equal(results.combine(parts).loss, whole.loss)
+    with pytest.raises(FakeOutOfMemory):
+        gpu.with_memory_retry(lambda a, b: (_ for _ in ()).throw(FakeOutOfMemory()), 0, 4, FakeOutOfMemory)
+
+
+@pytest.mark.kernels
+def test_host_backend_matches_numpy():
+    common = ["scenario=[baseline,new_chip_generation]", "tenors=[36,84]", "mc.paths=120", "mc.fan_paths=10",
+              "output.paths=true"]
+    ref = run(config(common + ["backend=numpy"]))
+    host = run(config(common + ["backend=host"]))
+    assert host.attrs["backend"] == "host"
+    np.testing.assert_array_equal(host.default_month.values, ref.default_month.values)
+    np.testing.assert_allclose(host.loss.values, ref.loss.values, rtol=1e-10)
+    np.testing.assert_allclose(host.price_fan.values, ref.price_fan.values, rtol=1e-12)
+
+
+@pytest.mark.gpu
+def test_cuda_engine_matches_numpy_in_float64():
+    cp = _gpu_or_skip()
+    _, prob = _problem()
+    ref = engine.simulate(np, prob, 11, 0, 400, 8, keep_paths=True)
+    dev = gpu.simulate(cp, prob, 11, 0, 400, 8, keep_paths=True)
+    # nvcc's math library rounds exp/log/pow differently from numpy in the last bits
+    assert (dev.default_month != ref.default_month).mean() < 1e-4
+    np.testing.assert_allclose(dev.loss, ref.loss, rtol=1e-9, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_cuda_float32_within_monte_carlo_error():
+    """EL in float32 within 3 standard errors of the float64 EL on the same paths."""
+    _gpu_or_skip()
+    common = ["mc.paths=20000", "mc.fan_paths=0", "backend=cupy"]
+    f64 = run(config(common))
+    f32 = run(config(common + ["precision=float32"]))
+    assert (abs(f32.expected_loss - f64.expected_loss) <= 3 * f64.expected_loss_se + 1e-6).all()
+
+
+@pytest.mark.gpu
+def test_a_million_paths_on_the_gpu():
+    _gpu_or_skip()
+    ds = run(config(["mc.paths=1000000", "mc.fan_paths=1000", "backend=cupy", "scenario=[baseline,severely_adverse]"]))
+    assert ds.sizes["path"] == 1_000_000
+    assert (ds.expected_loss.sel(scenario="severely_adverse") >= ds.expected_loss.sel(scenario="baseline")).all()
