@@ -1,0 +1,295 @@
+"""Running the chunks of paths: a loop in this process (``executor.kind=local``) or one Dask task
+per chunk (``executor.kind=dask``), with a progress bar, checkpoints and an ordered gather.
+
+Every chunk is a pure function of (problem, seed, start, stop): a chunk computed by a Dask worker
+is the same array as the one computed locally, and ``Gather`` adds the per-loan and per-month sums
+in chunk order whatever order the chunks finish in, so a distributed run is bit-for-bit identical
+to the local run with the same seed and chunk size. Only the per-path arrays (the losses, the fan
+samples and, with ``output.paths``, the per-path defaults) grow with the number of paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import time
+from typing import Iterator, Optional
+
+import numpy as np
+
+from . import backend as _backend
+from .config import StressConfig
+from .engine import ChunkResult, Problem
+from .errors import ConfigError, StressError
+
+log = logging.getLogger("stress")
+
+SHOW_PROGRESS_AFTER = 1.0  # seconds: shorter runs never draw a progress bar
+
+
+def chunk_ranges(paths: int, chunk: int) -> list[tuple[int, int]]:
+    return [(a, min(a + chunk, paths)) for a in range(0, paths, chunk)]
+
+
+class Gather:
+    """Joins chunk results arriving in any order into the result of ``results.combine``:
+    per-path arrays are copied into place as they come, sums are added in chunk order (a chunk
+    that arrives early waits, holding only its small sums)."""
+
+    PER_PATH = {"loss": 2, "default_month": 2, "default_cause": 2, "weight": 1}  # weight: (K, P) with IS
+    FANS = {"price": 1, "ltv": 2, "dscr": 2}
+    SUMS = ("loan_loss", "loan_defaults", "loan_lgd", "defaulted_exposure", "cause_count")
+
+    def __init__(self, ranges: list[tuple[int, int]], fan_paths: int):
+        unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS}
+        if unknown:  # a new field of ChunkResult must be declared here, with how it combines
+            raise NotImplementedError(f"executor.Gather does not know how to combine ChunkResult.{sorted(unknown)}")
+        self.starts = [a for a, _ in ranges]
+        self.paths = ranges[-1][1] if ranges else 0
+        self.fan_paths = max(0, min(fan_paths, self.paths))
+        self.arrays: dict[str, Optional[np.ndarray]] = {}
+        self.sums: dict[str, object] = dict.fromkeys(self.SUMS, 0)
+        self.waiting: dict[int, dict] = {}
+        self.next = 0  # index into starts of the next chunk whose sums are due
+
+    def _place(self, name: str, part: Optional[np.ndarray], axis: int, offset: int, total: int) -> None:
+        if part is None:
+            self.arrays.setdefault(name, None)
+            return
+        if name not in self.arrays:
+            shape = list(part.shape)
+            shape[axis] = total
+            self.arrays[name] = np.empty(shape, dtype=part.dtype)
+        index = [slice(None)] * part.ndim
+        index[axis] = slice(offset, offset + part.shape[axis])
+        self.arrays[name][tuple(index)] = part
+
+    def add(self, res: ChunkResult) -> None:
+        for name, axis in self.PER_PATH.items():
+            self._place(name, getattr(res, name), axis, res.start, self.paths)
+        for name, axis in self.FANS.items():
+            self._place(name, getattr(res, name), axis, min(res.start, self.fan_paths), self.fan_paths)
+        self.waiting[res.start] = {name: getattr(res, name) for name in self.SUMS}
+        while self.next < len(self.starts) and self.starts[self.next] in self.waiting:
+            part = self.waiting.pop(self.starts[self.next])
+            for name in self.SUMS:  # exactly sum() over the chunks sorted by start, as results.combine
+                self.sums[name] = self.sums[name] + part[name]
+            self.next += 1
+
+    def result(self) -> ChunkResult:
+        if self.next != len(self.starts):
+            raise RuntimeError(f"only {self.next} of {len(self.starts)} chunks were gathered")
+        return ChunkResult(start=0, **self.arrays, **self.sums)
+
+
+class _Bar:
+    """A rich progress bar over chunks on stderr, drawn only on a terminal, without ``quiet``,
+    and once the run has lasted SHOW_PROGRESS_AFTER seconds; removed when done."""
+
+    def __init__(self, total: int, enabled: bool, label: str):
+        self.total, self.done, self.label = total, 0, label
+        self.started = time.perf_counter()
+        self.progress = None
+        self.console = None
+        if enabled and total > 1:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+            self.console = console if console.is_terminal else None
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is None and self.console is not None \
+                and time.perf_counter() - self.started >= SHOW_PROGRESS_AFTER and self.done < self.total:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                       TimeRemainingColumn)
+
+            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("chunks"), TimeElapsedColumn(), TimeRemainingColumn(),
+                                     console=self.console, transient=True, redirect_stdout=False,
+                                     redirect_stderr=False)
+            self.progress.start()
+            self.task = self.progress.add_task(self.label, total=self.total, completed=self.done)
+        elif self.progress is not None:
+            self.progress.update(self.task, completed=self.done)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+# -- executors -----------------------------------------------------------------------------------
+
+def _simulate(be: _backend.Backend, prob: Problem, seed: int, start: int, stop: int, fan_paths: int,
+              precision: str, keep_paths: bool) -> ChunkResult:
+    """One chunk on backend ``be`` (its engine: numpy, the fused CUDA kernel or the host kernel)."""
+    return be.simulate(prob, seed, start, stop, fan_paths, dtype=np.dtype(precision), keep_paths=keep_paths)
+
+
+class LocalExecutor:
+    """The chunks one after another in this process, on the backend chosen by ``backend``."""
+
+    def __init__(self, cfg: StressConfig):
+        self.be = _backend.select(cfg.backend)
+        self.backend, self.device = self.be.name, self.be.device
+
+    def map(self, prob: Problem, todo, seed, fan_paths, precision, keep_paths) -> Iterator[ChunkResult]:
+        for a, b in todo:
+            yield _simulate(self.be, prob, seed, a, b, fan_paths, precision, keep_paths)
+
+    def close(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def fast_numpy_workers():
+    """Start Dask nannies without ``MALLOC_TRIM_THRESHOLD_=65536`` (Dask's default for its worker
+    processes). Setting it switches off glibc's adaptive mmap threshold, so every large numpy
+    temporary of the month loop is mapped and zeroed afresh: the engine ran about 2.7 times slower."""
+    import dask
+
+    key = "MALLOC_TRIM_THRESHOLD_"
+    if os.environ.get(key) == str(dask.config.get(f"distributed.nanny.pre-spawn-environ.{key}", None)):
+        os.environ.pop(key)  # left in this process by an earlier nanny, not by the user
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": None}):
+        yield
+
+
+@functools.lru_cache(maxsize=None)
+def _worker_backend(name: str) -> _backend.Backend:
+    return _backend.select(name)
+
+
+def simulate_chunk(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, precision: str,
+                   keep_paths: bool, backend: str = "numpy") -> ChunkResult:
+    """The Dask task: one chunk on the worker's backend, returned as numpy arrays."""
+    return _simulate(_worker_backend(backend), prob, seed, start, stop, fan_paths, precision, keep_paths)
+
+
+class DaskExecutor:
+    """One Dask task per chunk on an existing cluster (``executor.address``) or on a cluster
+    started for this run and closed at its end: a ``LocalCluster`` of worker processes, or with
+    ``executor.gpus`` a ``dask_cuda.LocalCUDACluster`` (one worker per GPU, CuPy backend)."""
+
+    def __init__(self, cfg: StressConfig):
+        ex = cfg.executor
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ConfigError("executor.kind=dask needs Dask: pip install 'gpu-credit-stress[dask]' "
+                              "(or pip install 'dask[distributed]')") from None
+        self.cluster = self.client = None
+        # the workers' engine: CuPy with executor.gpus (or backend=cupy), the host kernel with
+        # backend=host, else numpy (backend=auto decides nothing about machines it cannot see)
+        self.backend = "cupy" if ex.gpus or cfg.backend == "cupy" else "host" if cfg.backend == "host" else "numpy"
+        # Dask logs every worker start and stop at INFO, which the CLI's (Hydra's) root handler would print
+        self._logger = logging.getLogger("distributed")
+        self._old_level = self._logger.level
+        self._logger.setLevel(max(logging.WARNING, self._old_level))
+        try:
+            if ex.address:
+                try:
+                    self.client = Client(ex.address, timeout="20s")
+                except (OSError, TimeoutError) as exc:
+                    raise ConfigError(f"cannot connect to the Dask scheduler at executor.address={ex.address}: "
+                                      f"{exc}") from None
+            else:
+                with fast_numpy_workers():
+                    self.cluster = self._start_cluster(ex, LocalCluster)
+                self.client = Client(self.cluster)
+            n = len(self.client.scheduler_info().get("workers", {}))
+            if n == 0:
+                try:
+                    self.client.wait_for_workers(1, timeout=60)
+                except TimeoutError:
+                    raise ConfigError(f"the Dask cluster at {self.client.scheduler.address} has no workers "
+                                      "(waited 60 s)") from None
+                n = len(self.client.scheduler_info().get("workers", {}))
+            self.device = f"Dask ({n} workers, {self.backend}) at {self.client.scheduler.address}"
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _start_cluster(ex, LocalCluster):
+        if ex.gpus:
+            try:
+                from dask_cuda import LocalCUDACluster
+            except ImportError:
+                raise ConfigError("executor.gpus=true needs dask-cuda to start one worker per GPU: pip install "
+                                  "dask-cuda (and the 'gpu' extra for CuPy); or give executor.address of a "
+                                  "running GPU cluster") from None
+            return LocalCUDACluster(threads_per_worker=ex.threads_per_worker, dashboard_address=":0",
+                                    silence_logs=logging.ERROR)
+        try:
+            return LocalCluster(n_workers=ex.workers, threads_per_worker=ex.threads_per_worker, processes=True,
+                                dashboard_address=":0", silence_logs=logging.ERROR)
+        except RuntimeError as exc:  # typically: the worker processes could not import __main__
+            raise StressError(
+                f"could not start a Dask LocalCluster of {ex.workers} worker processes ({exc}). A script that "
+                "runs it must call stress.run under `if __name__ == \"__main__\":` (the workers import the main "
+                "module); or give executor.address of a running cluster") from None
+
+    def map(self, prob: Problem, todo, seed, fan_paths, precision, keep_paths) -> Iterator[ChunkResult]:
+        from distributed import as_completed
+
+        if not todo:
+            return
+        shared = self.client.scatter(prob, broadcast=True, hash=False)
+        futures = [self.client.submit(simulate_chunk, shared, seed, a, b, fan_paths, precision, keep_paths,
+                                      self.backend, key=f"stress-chunk-{a}-{b}-{shared.key}")
+                   for a, b in todo]
+        try:
+            for future, res in as_completed(futures, with_results=True):
+                future.release()
+                yield res
+        finally:  # interrupted or failed: do not leave tasks running on a shared cluster
+            self.client.cancel(futures)
+            del shared
+
+    def close(self) -> None:
+        for thing in (self.client, self.cluster):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+        self.client = self.cluster = None
+        self._logger.setLevel(self._old_level)
+
+
+@contextlib.contextmanager
+def start(cfg: StressConfig):
+    """The executor of ``cfg.executor``; a Dask cluster started here is closed on the way out,
+    also on an error or Ctrl-C."""
+    ex = DaskExecutor(cfg) if cfg.executor.kind == "dask" else LocalExecutor(cfg)
+    try:
+        yield ex
+    finally:
+        ex.close()
+
+
+def run_chunks(ex, prob: Problem, cfg: StressConfig, chunk: int, store=None) -> ChunkResult:
+    """Every chunk of ``mc.paths``: those in ``store`` loaded, the others computed by ``ex`` (and
+    stored as they finish), gathered into one ChunkResult."""
+    ranges = chunk_ranges(cfg.mc.paths, chunk)
+    gather = Gather(ranges, cfg.mc.fan_paths)
+    stops = dict(ranges)
+    done = [r for r in ranges if store is not None and store.has(*r)]
+    todo = [r for r in ranges if not (store is not None and store.has(*r))]
+    bar = _Bar(len(ranges), not cfg.quiet, f"simulating {cfg.mc.paths} paths")
+    try:
+        for a, b in done:
+            gather.add(store.load(a, b))
+        bar.advance(len(done))
+        with contextlib.closing(ex.map(prob, todo, cfg.mc.seed, cfg.mc.fan_paths, cfg.precision,
+                                       cfg.output.paths)) as finished:
+            for res in finished:
+                if store is not None:
+                    store.save(res, stops[res.start])
+                gather.add(res)
+                bar.advance()
+    finally:
+        bar.close()
+    return gather.result()
