@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -14,12 +17,15 @@ from .errors import StressError
 
 register_schemas()
 _started = False  # set once Hydra has composed the config and handed it to the task
+_out_dir: str | None = None  # output.dir of the running job (for the message after an interrupt)
+_written: str | None = None  # the results file, once it is safely on disk
 
 
 @hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")
 def _task(cfg: DictConfig) -> None:
-    global _started
+    global _started, _out_dir, _written
     _started = True
+    _written = None
     from rich.console import Console
 
     from . import results, run
@@ -27,13 +33,18 @@ def _task(cfg: DictConfig) -> None:
     if cfg.output.dir is None:
         with open_dict(cfg):
             cfg.output.dir = HydraConfig.get().runtime.output_dir
+    _out_dir = str(cfg.output.dir)
+    if cfg.get("analysis", "run") != "run":  # analysis=breakeven|reverse|sensitivities: output.dir/analysis_NAME.nc
+        from .analysis import cli_main
+
+        cli_main(cfg)
+        return
     try:
         ds = run(cfg)
     except StressError as exc:
         print(f"stress-test: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    from pathlib import Path
-
+    _written = ds.attrs["written_to"]
     from .report import write_all
 
     try:  # the dataset is already safe on disk; a failed report loses nothing
@@ -51,11 +62,46 @@ def _task(cfg: DictConfig) -> None:
         console.print(f"Report and {len(written) - 1} figures written to {written[-1].parent}")
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every ``finally`` (temporary files) runs on the way out."""
+
+
+def _on_signal(signum, frame) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
+def _interrupted_message(signame: str) -> str:
+    if _written is not None:
+        return f"stress-test: interrupted by {signame} after the results were written to {_written}"
+    resume = ""
+    if _out_dir is not None and (Path(_out_dir) / "chunks").is_dir():
+        resume = f"; rerun with output.dir={_out_dir} output.resume=true to reuse the finished chunks"
+    return f"stress-test: interrupted by {signame}; no results file was written{resume}"
+
+
 def main() -> None:
-    """Console entry point; a config Hydra cannot compose is a user error (exit code 2)."""
+    """Console entry point. A config Hydra cannot compose is a user error (exit code 2, one
+    message); SIGINT and SIGTERM stop the run without leaving a partial results file (exit code
+    128 + the signal number, one line)."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from .configerrors import explain
+
     logging.getLogger("stress").setLevel(logging.INFO)
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; the messages are ours
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         _task()
+    except KeyboardInterrupt as exc:
+        name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
+        print(_interrupted_message(name), file=sys.stderr)
+        sys.exit(128 + signal.Signals[name].value)
+    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+        if _started:  # not a config problem: a bug, with its traceback
+            raise
+        print(f"stress-test: error: invalid config: {explain(exc)}", file=sys.stderr)
+        sys.exit(2)
     except SystemExit as exc:
         if exc.code == 1 and not _started:
             sys.exit(2)

@@ -4,6 +4,12 @@ A tape is a UTF-8 CSV file (``.csv``, ``.txt``; comma-separated, header first) o
 (``.parquet``, ``.pq``), one row per loan. Validation collects every problem and raises a single
 :class:`~stress.errors.TapeError` naming the file, and for each problem the line, the loan and the
 column, so that a user can fix the whole tape in one go.
+
+Only one CSV dialect is read: ',' between cells and '.' as the decimal point, no thousands
+separators. A file whose header splits on ';', tab or '|' instead is refused with a message that
+says so and lists the cells written with a decimal comma: guessing would risk reading
+"20.000.000" (twenty million in a European spreadsheet) as 20. Numbers also have sanity limits
+(``LIMITS``) far beyond any real loan, so that a typo (or 1e308) cannot overflow the engine.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import io
 import math
 import re
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import NoReturn
 
@@ -28,6 +34,27 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 RATE_TYPES = ("fixed", "floating")
 AMORTIZATIONS = ("annuity", "linear", "bullet", "balloon")
 MAX_LISTED = 100  # problems spelled out in one TapeError; the count in its first line covers all
+OTHER_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}  # refused, with a message that says so
+MAX_MONTHS = 600  # longest tenor and age, months; as stress.config.MAX_MONTHS
+
+# Largest accepted value of a column: far beyond any real GPU loan, small enough that sums over a
+# large book stay finite in float32. A value above it is reported as a likely typo.
+LIMITS = {
+    "gpus": 1e8,  # GPUs pledged by one loan (the largest clusters hold a few 100,000)
+    "age_months": MAX_MONTHS,
+    "principal": 1e13,  # USD (the largest GPU financings are about 1e10)
+    "tenor_months": MAX_MONTHS,
+    "contract_price": 1e3,  # USD per GPU-hour (an H100 rents for about 2)
+    "contract_months": 2 * MAX_MONTHS,
+    "power_price": 10.0,  # USD per kWh (industrial power costs about 0.08)
+    "pue": 10.0,
+    "opex_fixed": 1e6,  # USD per GPU per month
+    "reserve_months": MAX_MONTHS,
+    "dscr_min": 1e6,  # a large value is fine: it switches the covenant off
+    "ltv_max": 1e6,
+}
+_DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+")  # 0,12 or 1.234,5 (European)
+_COMMA_NUMBER = re.compile(r"[+-]?[\d.]*\d,[\d,.]*")  # a number-like cell with a comma
 
 # Unnamed pandas index written by DataFrame.to_parquet when the index is not a plain range.
 _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
@@ -112,9 +139,11 @@ def _number(
     integer: bool = False,
     hint: str = "",
     empty: float | None = None,
+    limit: float = math.inf,
 ) -> _Parser:
     """A finite number within the bounds (inclusive unless open), returned as float, or as int
     when `integer` (then it must be a whole number). `empty`: value of an empty cell, if allowed.
+    `limit`: sanity limit above the bounds (a larger value is taken for a typo).
     """
     if high == math.inf:
         bounds = f"{'>' if low_open else '>='} {low:g}"
@@ -128,9 +157,16 @@ def _number(
         try:
             value = float(raw)
         except ValueError:
+            if _COMMA_NUMBER.fullmatch(raw):
+                raise _BadCell(f"must be a number with '.' as the decimal point and no thousands "
+                               f"separators, {_got(raw)}") from None
+            if raw.endswith("%"):
+                raise _BadCell(f"must be a plain number{hint or ''}, not a percentage, {_got(raw)}") from None
             raise _BadCell(f"must be a number, {_got(raw)}") from None
         if not math.isfinite(value):
             raise _BadCell(f"must be a finite number, {_got(raw)}")
+        if value > limit:
+            raise _BadCell(f"must be at most {limit:g} (a sanity limit; this looks like a typo), {_got(raw)}")
         if integer and not (value.is_integer() and abs(value) < 2**53):
             raise _BadCell(f"must be a whole number, {_got(raw)}")
         too_low = value <= low if low_open else value < low
@@ -149,23 +185,25 @@ def _schema(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
         "loan_id": (_text, object),
         "borrower": (_text, object),
         "chip": (_choice(sorted(chips), "a chip of the market config"), object),
-        "gpus": (_number(0, low_open=True, integer=True), np.int64),
-        "age_months": (_number(0, integer=True), np.int64),
-        "principal": (_number(0, low_open=True), np.float64),
-        "rate": (_number(-0.05, 1, hint="decimal per year, e.g. 0.12 for 12%"), np.float64),
+        "gpus": (_number(0, low_open=True, integer=True, limit=LIMITS["gpus"]), np.int64),
+        "age_months": (_number(0, integer=True, limit=LIMITS["age_months"]), np.int64),
+        "principal": (_number(1, hint="USD; less is surely a unit mistake", limit=LIMITS["principal"]),
+                      np.float64),
+        # >= 0: a negative all-in rate would discount recoveries upwards and fund a negative reserve
+        "rate": (_number(0, 1, hint="decimal per year, e.g. 0.12 for 12%"), np.float64),
         "rate_type": (_choice(RATE_TYPES, "one of"), object),
         "amortization": (_choice(AMORTIZATIONS, "one of"), object),
         "balloon_pct": (_number(0, 1, high_open=True, hint=share, empty=0.0), np.float64),
-        "tenor_months": (_number(0, low_open=True, integer=True), np.int64),
+        "tenor_months": (_number(0, low_open=True, integer=True, limit=LIMITS["tenor_months"]), np.int64),
         "contracted_share": (_number(0, 1, hint=share), np.float64),
-        "contract_price": (_number(0), np.float64),
-        "contract_months": (_number(0, integer=True), np.int64),
-        "power_price": (_number(0), np.float64),
-        "pue": (_number(1), np.float64),
-        "opex_fixed": (_number(0), np.float64),
-        "reserve_months": (_number(0), np.float64),
-        "dscr_min": (_number(0, low_open=True), np.float64),
-        "ltv_max": (_number(0, low_open=True), np.float64),
+        "contract_price": (_number(0, limit=LIMITS["contract_price"]), np.float64),
+        "contract_months": (_number(0, integer=True, limit=LIMITS["contract_months"]), np.int64),
+        "power_price": (_number(0, limit=LIMITS["power_price"]), np.float64),
+        "pue": (_number(1, limit=LIMITS["pue"]), np.float64),
+        "opex_fixed": (_number(0, limit=LIMITS["opex_fixed"]), np.float64),
+        "reserve_months": (_number(0, limit=LIMITS["reserve_months"]), np.float64),
+        "dscr_min": (_number(0, low_open=True, limit=LIMITS["dscr_min"]), np.float64),
+        "ltv_max": (_number(0, low_open=True, limit=LIMITS["ltv_max"]), np.float64),
         "pd_annual": (_number(0, 1, hint="decimal per year, e.g. 0.02 for 2%"), np.float64),
         "asset_corr": (_number(0, 1), np.float64),
     }
@@ -178,6 +216,7 @@ class _Table:
     header_line: int
     header: list[str]
     rows: list[tuple[int, list[str]]]
+    unreadable: dict[tuple[int, int], str] = field(default_factory=dict)  # (line, position) -> why
 
 
 def load_portfolio(path: str | Path, chips: Collection[str]) -> Portfolio:
@@ -205,9 +244,13 @@ def load_portfolio(path: str | Path, chips: Collection[str]) -> Portfolio:
 def _read_csv(path: Path) -> _Table:
     """Cells as raw text; blank lines are skipped but still counted in the line numbers."""
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
     except OSError as err:
         raise TapeError(f"{path}: cannot read the file ({err.strerror or err})") from None
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise TapeError(f"{path}: a UTF-16 text file; save the tape as UTF-8 CSV or as Parquet")
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise TapeError(
             f"{path}: not a UTF-8 text file (undecodable byte at offset {err.start}); "
@@ -215,8 +258,18 @@ def _read_csv(path: Path) -> _Table:
         ) from None
     if "\x00" in text:
         raise TapeError(f"{path}: contains NUL bytes; this is binary data, not a CSV text file")
+    records = _records(path, text, ",")
+    if not records:
+        raise TapeError(f"{path}: the file is empty")
+    _refuse_other_separators(path, text, records[0][1])
+    (header_line, header), *rows = records
+    return _Table(header_line, [name.strip() for name in header], rows)
+
+
+def _records(path: Path, text: str, delimiter: str) -> list[tuple[int, list[str]]]:
+    """Non-blank CSV records with the line on which each begins."""
     records: list[tuple[int, list[str]]] = []
-    reader = csv.reader(io.StringIO(text, newline=""))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     start = 1  # line on which the next record begins (a quoted cell may span several lines)
     try:
         for cells in reader:
@@ -225,26 +278,100 @@ def _read_csv(path: Path) -> _Table:
             start = reader.line_num + 1
     except csv.Error as err:
         raise TapeError(f"{path}: line {start}: not valid CSV ({err})") from None
-    if not records:
-        raise TapeError(f"{path}: the file is empty")
-    (header_line, header), *rows = records
-    return _Table(header_line, [name.strip() for name in header], rows)
+    return records
+
+
+def _known(names: Sequence[str]) -> int:
+    return len({name.strip() for name in names} & set(COLUMNS))
+
+
+def _refuse_other_separators(path: Path, text: str, header: list[str]) -> None:
+    """Stop with a clear message when the header splits into the tape's columns on another
+    separator than ',' (a spreadsheet export in a locale with decimal commas, or a TSV file),
+    listing the cells that use a decimal comma."""
+    if _known(header) >= 2:
+        return
+    for sep, word in OTHER_SEPARATORS.items():
+        try:
+            records = _records(path, text, sep)
+        except TapeError:
+            continue
+        names = [name.strip() for name in records[0][1]]
+        if _known(names) < 2 or _known(names) <= _known(header):
+            continue
+        id_at = names.index("loan_id") if "loan_id" in names else None
+        commas = []
+        for line, cells in records[1:]:
+            loan = cells[id_at].strip() if id_at is not None and id_at < len(cells) else ""
+            where = f"line {line} ({f'loan_id {loan!r}' if loan else 'no loan_id'})"
+            for name, cell in zip(names, cells):
+                if name in COLUMNS and _DECIMAL_COMMA.fullmatch(cell.strip()):
+                    commas.append(f"{where}, column {name!r}: decimal comma in {cell.strip()!r}")
+        decimals = " and decimal commas" if commas else ""
+        head = (
+            f"{path}: the file seems to use {word} separators{decimals} (its header splits into "
+            f"{_known(names)} tape columns on {word}); a tape must be comma-separated with '.' as "
+            "the decimal point and no thousands separators: export it again as CSV with ',' "
+            "separators, or save it as Parquet"
+        )
+        listed = commas[:MAX_LISTED] + ([f"... and {len(commas) - MAX_LISTED} more"] if len(commas) > MAX_LISTED else [])
+        raise TapeError("\n".join([head + (f"; {len(commas)} cells with a decimal comma:" if commas else ""),
+                                    *(f"  {c}" for c in listed)]))
 
 
 def _read_parquet(path: Path) -> _Table:
     """Cells converted to text (null -> empty) so that CSV and Parquet share one validation."""
     try:
-        table = pq.read_table(path)
-    except (pa.ArrowException, OSError) as err:
-        raise TapeError(f"{path}: not a readable Parquet file ({err})") from None
+        with pq.ParquetFile(path) as file:  # not pq.read_table: it fails on duplicated column names
+            table = file.read()
+    except (pa.ArrowException, OSError, ValueError, TypeError, IndexError, MemoryError) as err:
+        # pyarrow reports damaged files as ArrowInvalid/OSError, some as other built-in errors
+        raise TapeError(f"{path}: not a readable Parquet file ({_short(err)})") from None
     keep = [i for i, name in enumerate(table.column_names) if not _PANDAS_INDEX.fullmatch(name)]
     header = [table.column_names[i].strip() for i in keep]
-    columns = [table.column(i).to_pylist() for i in keep]
-    rows = [
-        (number + 2, ["" if value is None else str(value) for value in values])
-        for number, values in enumerate(zip(*columns))
-    ]
-    return _Table(1, header, rows)
+    unreadable: dict[tuple[int, int], str] = {}
+    columns = []
+    for position, i in enumerate(keep):
+        column = table.column(i)
+        try:
+            columns.append(column.to_pylist())
+        except (pa.ArrowException, ValueError, TypeError, OverflowError):
+            values = []
+            for number in range(len(column)):  # find the values that cannot be converted
+                try:
+                    values.append(column[number].as_py())
+                except (pa.ArrowException, ValueError, TypeError, OverflowError) as err:
+                    values.append(None)
+                    unreadable[number + 2, position] = (f"a {column.type} value that cannot be read "
+                                                        f"({_short(err)})")
+            columns.append(values)
+    rows = []
+    for number, values in enumerate(zip(*columns)):
+        cells = []
+        for position, value in enumerate(values):
+            try:
+                cells.append(_cell(value))
+            except UnicodeDecodeError:
+                cells.append("?")
+                unreadable[number + 2, position] = f"binary data that is not UTF-8 text, got {value[:40]!r}"
+        rows.append((number + 2, cells))
+    return _Table(1, header, rows, unreadable)
+
+
+def _short(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0][:300] if text else type(err).__name__
+
+
+def _cell(value: object) -> str:
+    """A Parquet value as the text a CSV cell would hold (null -> empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")  # UnicodeDecodeError: reported by the caller
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
 
 
 def _check_header(table: _Table, problems: list[str]) -> dict[str, int]:
@@ -295,6 +422,8 @@ def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:
         row: dict[str, str | int | float] = {}
         for name, position in index.items():
             try:
+                if (line, position) in table.unreadable:
+                    raise _BadCell(table.unreadable[line, position])
                 row[name] = schema[name][0](cells[position])
             except _BadCell as bad:
                 problems.append(f"{where}, column {name!r}: {bad}")

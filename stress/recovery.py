@@ -20,7 +20,7 @@ def annuity_factor(n_months, annual_rate):
     n = np.maximum(np.asarray(n_months, dtype=float), 0.0)
     r = np.asarray(annual_rate, dtype=float) / 12.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        a = (1.0 - (1.0 + r) ** (-n)) / r
+        a = -np.expm1(-n * np.log1p(r)) / r  # accurate for tiny r, where 1 - (1 + r)^-n rounds to 0
     return np.where(r == 0.0, n, a)
 
 

@@ -54,6 +54,11 @@ def open_results(path: Path):
     """The dataset at ``path``, loaded into memory, after checking it is a stress results dataset."""
     import xarray as xr
 
+    from .results import unsafe_zarr_codecs
+
+    if _is_zarr(path) and unsafe_zarr_codecs(path):  # unpickling would run code from the file
+        raise UserError(f"{path} declares a pickle codec in {unsafe_zarr_codecs(path)[0]}; a stress-test "
+                        "results store never does, and reading it could run code: refusing to open it")
     try:
         if _is_zarr(path):
             ds = xr.open_zarr(path)

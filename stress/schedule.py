@@ -32,8 +32,9 @@ def annuity_payment(principal, monthly_rate, n_months, residual=0.0):
     """Level payment that takes ``principal`` down to ``residual`` in ``n_months`` (USD/month)."""
     principal, r, n, residual = np.broadcast_arrays(*map(np.asarray, (principal, monthly_rate, n_months, residual)))
     with np.errstate(divide="ignore", invalid="ignore"):
-        growth = (1.0 + r) ** n
-        level = (principal * growth - residual) * r / (growth - 1.0)
+        log_growth = n * np.log1p(r)
+        # expm1: (1 + r)^n - 1 stays accurate (not 0) for a rate as small as 1e-17
+        level = (principal * np.exp(log_growth) - residual) * r / np.expm1(log_growth)
     return np.where(r == 0.0, (principal - residual) / n, level)
 
 
@@ -41,8 +42,8 @@ def annuity_balance(principal, monthly_rate, payment, months):
     """Balance after ``months`` level payments: P (1+r)^m - pay ((1+r)^m - 1) / r (USD)."""
     r = np.asarray(monthly_rate, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        growth = (1.0 + r) ** months
-        bal = principal * growth - payment * (growth - 1.0) / r
+        log_growth = months * np.log1p(r)
+        bal = principal * np.exp(log_growth) - payment * (np.expm1(log_growth) / r)
     return np.where(r == 0.0, principal - payment * months, bal)
 
 

@@ -7,6 +7,9 @@ import sys
 import pytest
 import xarray as xr
 
+import stress
+from stress.config import MCConfig, StressConfig
+
 SMALL = ["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=64", "mc.fan_paths=16"]
 
 
@@ -45,20 +48,78 @@ def test_default_output_goes_to_the_hydra_run_directory(tmp_path):
     assert (tmp_path / "run1" / "results.nc").is_file()
 
 
-@pytest.mark.parametrize("args,expected", [
-    (["no_such_key=1"], "no_such_key"),
-    (["mc.paths=abc"], "mc.paths"),
+BAD_CONFIGS = [
+    (["no_such_key=1"], "no_such_key: unknown key 'no_such_key'; the keys at the top level are market, portfolio"),
+    (["mc.pths=5"], "mc.pths: unknown key 'pths'; the keys under 'mc' are paths, seed, chunk_paths"),
+    (["+foo=1"], "foo: unknown key; the keys at the top level are market, portfolio"),
+    (["mc.paths=abc"], "mc.paths: must be an integer (a whole number, e.g. 2000); got 'abc'"),
+    (["mc.paths=1.5"], "mc.paths: must be an integer"),
+    (["model.cross_default=maybe"], "model.cross_default: must be true or false; got 'maybe'"),
+    (["tenors=36"], "tenors: must be a list"),
+    (["mc=3"], "mc: is a group of keys (paths, seed"),
     (["mc.paths=0"], "mc.paths: must be a positive integer"),
-    (["quantiles=[0.5,1.5]"], "quantiles"),
+    (["mc.paths=-5"], "mc.paths: must be a positive integer"),
+    (["tenors=[0,36]"], "tenors: must be a list of months, each in 1..600"),
+    (["tenors=[-12]"], "tenors: must be a list of months, each in 1..600"),
+    (["quantiles=[0.5,1.5]"], "quantiles: must be a non-empty list of numbers strictly between 0 and 1"),
+    (["quantiles=[0]"], "quantiles: must be a non-empty list of numbers strictly between 0 and 1"),
     (["backend=tpu"], "backend: must be one of auto, numpy, cupy"),
-    (["scenario=[no_such_scenario]"], "no_such_scenario"),
+    (["precision=float16"], "precision: must be one of float64, float32; got 'float16'"),
+    (["output.format=csv"], "output.format: must be one of netcdf, zarr; got 'csv'"),
+    (["scenario=[no_such_scenario]"], "scenario: there is no scenario named 'no_such_scenario'; available: "
+                                      "ai_winter, baseline, "),
+    (["scenario=[baseline,nope]"], "scenario: there is no scenario named 'nope'; available: ai_winter, baseline"),
+    (["market=nope"], "market: there is no market named 'nope'; available: gpu_2026q4"),
     (["model.channels=[payment,telepathy]"], "telepathy"),
-])
+    (["scenario.baseline.shocks=[{target: price.X9000, kind: mul, value: 0.5}]"],
+     "scenario.baseline.shocks[0].target: unknown chip 'X9000' in target 'price.X9000'; the chips of market "
+     "'gpu_2026q4' are A100, H100, H200, B200, GB200"),
+    (["scenario.baseline.shocks=[{target: launch.Rubbin.step, kind: set, value: 0.2}]"],
+     "unknown generation 'Rubbin' in target 'launch.Rubbin.step'; the launches of market 'gpu_2026q4' are Rubin"),
+    (["scenario.baseline.shocks=[{target: gravity, kind: mul, value: 0.5}]"],
+     "unknown target 'gravity'; allowed: price.<chip> (chip: A100"),
+    (["scenario.baseline.shocks=[{target: demand, kind: pow, value: 2}]"],
+     "scenario.baseline.shocks[0].kind: must be one of add, mul, set; got 'pow'"),
+    (["scenario.baseline.shocks=[{target: demand, knd: add, value: 2}]"],
+     "unknown key 'knd'"),
+    (["scenario.baseline.shocks=[{target: utilization, kind: set, value: 1.5}]"],
+     "scenario.baseline.shocks[0].value: a utilisation (target utilization) must be in [0, 1], got 1.5"),
+]
+
+
+@pytest.mark.parametrize("args,expected", BAD_CONFIGS)
 def test_bad_config_is_a_user_error(tmp_path, args, expected):
     r = cli(*SMALL, *args, f"output.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert r.returncode == 2, (r.returncode, r.stderr)
     assert expected in r.stderr and "Traceback" not in r.stderr
+    assert r.stderr.startswith("stress-test: error: invalid config:") and r.stderr.count("stress-test:") == 1, r.stderr
+    assert "HYDRA_FULL_ERROR" not in r.stderr and "search path" not in r.stderr and "+no_such" not in r.stderr
     assert not (tmp_path / "out" / "results.nc").exists()
+
+
+@pytest.mark.parametrize("args,expected", BAD_CONFIGS)
+def test_bad_config_raises_config_error_from_python(args, expected):
+    with pytest.raises(stress.ConfigError) as info:
+        stress.run(stress.compose([*SMALL, *args]))
+    assert expected in str(info.value) and str(info.value).startswith("invalid config:")
+
+
+@pytest.mark.parametrize("obj,expected", [
+    (lambda: StressConfig(mc=MCConfig(paths="2000")), "mc.paths: must be an integer (a whole number, e.g. 2000); got '2000'"),
+    (lambda: StressConfig(tenors=36), "tenors: must be a list, e.g. [1, 2]; got 36"),
+    (lambda: StressConfig(quiet="no"), "quiet: must be true or false; got 'no'"),
+    (lambda: StressConfig(quantiles=[0.5, "x"]), "quantiles[1]: must be a number; got 'x'"),
+])
+def test_hand_built_configs_are_type_checked(obj, expected):
+    with pytest.raises(stress.ConfigError) as info:
+        stress.run(obj())
+    assert expected in str(info.value)
+
+
+def test_tape_tenors_are_allowed():
+    """tenors=[] re-schedules nothing: each loan keeps its tape tenor_months (coordinate 0)."""
+    ds = stress.run(stress.compose(["scenario=[baseline]", "tenors=[]", "mc.paths=16", "mc.fan_paths=4"]))
+    assert list(ds.tenor.values) == [0]
 
 
 def test_bad_tape_is_reported_with_line_loan_and_column(tmp_path, tape):

@@ -226,8 +226,8 @@ def test_integers_must_be_whole(tmp_path, column):
     [
         ("gpus", "0", "must be > 0"),
         ("age_months", "-1", "must be >= 0"),
-        ("principal", "-5e6", "must be > 0"),
-        ("rate", "-0.06", "must be in [-0.05, 1] (decimal per year, e.g. 0.12 for 12%)"),
+        ("principal", "-5e6", "must be >= 1 (USD; less is surely a unit mistake)"),
+        ("rate", "-0.01", "must be in [0, 1] (decimal per year, e.g. 0.12 for 12%)"),
         ("tenor_months", "0", "must be > 0"),
         ("contracted_share", "1.2", "must be in [0, 1] (a decimal, e.g. 0.25 for 25%)"),
         ("contract_price", "-1", "must be >= 0"),

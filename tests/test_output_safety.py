@@ -1,0 +1,286 @@
+"""Output safety (issue 7): atomic writes, refused overwrites, disk-full and permission errors
+reported plainly, interrupts that leave no partial results, and no NaN or infinity written
+except where NAN_MEANS documents it."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import stress
+from stress import results
+from stress.errors import OutputError
+
+TINY = ["scenario=[baseline,ai_winter]", "tenors=[36]", "mc.paths=16", "mc.fan_paths=4", "quiet=true"]
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return stress.run(stress.compose(TINY))
+
+
+def leftovers(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".partial")) if out.exists() else []
+
+
+# ------------------------------------------------------------------------------ atomic writes
+
+
+def test_write_goes_through_a_temporary_directory_and_one_rename(tmp_path, ds, monkeypatch):
+    seen = []
+    real_replace = os.replace
+
+    def replace(src, dst):
+        src, dst = Path(src), Path(dst)
+        seen.append((src, dst, dst.exists()))
+        assert src.parent.parent == dst.parent and src.parent.name.startswith(".partial-")
+        with xr.open_dataset(src) as whole:  # the temporary file is complete before the rename
+            assert whole.sizes == ds.sizes
+        real_replace(src, dst)
+
+    monkeypatch.setattr(results.os, "replace", replace)
+    path = results.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
+    assert path == tmp_path / "out" / "results.nc" and len(seen) == 1 and seen[0][2] is False
+    assert leftovers(tmp_path / "out") == []
+    with xr.open_dataset(path) as back:
+        np.testing.assert_array_equal(back.loss.values, ds.loss.values)
+
+
+def test_overwrite_replaces_in_one_step_and_refusal_keeps_the_file(tmp_path, ds):
+    out = tmp_path / "out"
+    path = results.write(ds, str(out), "netcdf", overwrite=False)
+    before = path.read_bytes()
+    with pytest.raises(OutputError, match="already exists; choose another output.dir or set output.overwrite=true"):
+        results.write(ds, str(out), "netcdf", overwrite=False)
+    assert path.read_bytes() == before
+    changed = ds.copy()
+    changed.attrs["seed"] = "other"
+    results.write(changed, str(out), "netcdf", overwrite=True)
+    with xr.open_dataset(path) as back:
+        assert back.attrs["seed"] == "other"
+    assert leftovers(out) == []
+
+
+def test_existing_results_are_refused_before_any_simulation(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.nc").write_bytes(b"earlier results")
+
+    def no_simulation(*args, **kwargs):
+        raise AssertionError("the run simulated before refusing to overwrite")
+
+    monkeypatch.setattr(stress.engine, "build_problem", no_simulation)
+    with pytest.raises(OutputError, match="already exists"):
+        stress.run(stress.compose([*TINY, f"output.dir={out}"]))
+    assert (out / "results.nc").read_bytes() == b"earlier results"
+
+
+# ------------------------------------------------------------------------------ write failures
+
+
+def failing_writer(err: int):
+    """A to_netcdf that writes half a file, then fails as a full disk or a refused write does."""
+
+    def to_netcdf(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"CDF\x01 half a file")
+        raise OSError(err, os.strerror(err), str(path))
+
+    return to_netcdf
+
+
+@pytest.mark.parametrize("err,words", [(errno.ENOSPC, "the disk is full"), (errno.EACCES, "no permission"),
+                                       (errno.EDQUOT, "quota"), (errno.EROFS, "read-only")])
+def test_write_failure_is_plain_and_leaves_nothing(tmp_path, ds, monkeypatch, err, words):
+    out = tmp_path / "out"
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing_writer(err))
+    with pytest.raises(OutputError) as info:
+        results.write(ds, str(out), "netcdf", overwrite=False)
+    message = str(info.value)
+    assert message.startswith(f"could not write {out / 'results.nc'}: {os.strerror(err)} (") and words in message
+    assert message.endswith("nothing was written")
+    assert not (out / "results.nc").exists() and leftovers(out) == []
+
+
+def test_write_failure_keeps_the_previous_results(tmp_path, ds, monkeypatch):
+    out = tmp_path / "out"
+    path = results.write(ds, str(out), "netcdf", overwrite=False)
+    before = path.read_bytes()
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", failing_writer(errno.ENOSPC))
+    with pytest.raises(OutputError, match="the disk is full"):
+        results.write(ds, str(out), "netcdf", overwrite=True)
+    assert path.read_bytes() == before and leftovers(out) == []
+
+
+def test_netcdf_library_errors_are_reported_plainly(tmp_path, ds, monkeypatch):
+    def to_netcdf(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"CDF")
+        raise RuntimeError("NetCDF: HDF error")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", to_netcdf)
+    with pytest.raises(OutputError, match=r"NetCDF: HDF error \(is the disk full\?\); nothing was written"):
+        results.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
+    assert leftovers(tmp_path / "out") == []
+
+
+def test_no_room_for_the_temporary_directory(tmp_path, ds, monkeypatch):
+    def mkdtemp(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(results.tempfile, "mkdtemp", mkdtemp)
+    with pytest.raises(OutputError, match="No space left on device"):
+        results.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
+
+
+def test_output_dir_that_is_a_file(tmp_path, ds):
+    (tmp_path / "out").write_text("not a directory")
+    with pytest.raises(OutputError, match="cannot create the output directory"):
+        results.write(ds, str(tmp_path / "out" / "sub"), "netcdf", overwrite=False)
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_output_directory(tmp_path, ds):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        with pytest.raises(OutputError, match="not writable"):
+            results.write(ds, str(out), "netcdf", overwrite=False)
+    finally:
+        out.chmod(0o755)
+    assert list(out.iterdir()) == []
+
+
+def run_cli_with(patch: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """`stress-test ARGS` in a fresh interpreter after running PATCH (e.g. a failing writer)."""
+    code = textwrap.dedent(patch) + "\nimport sys\nfrom stress.cli import main\nsys.argv = ['stress-test', *sys.argv[1:]]\nmain()\n"
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("err,words", [(errno.ENOSPC, "No space left on device (the disk is full)"),
+                                       (errno.EACCES, "Permission denied (no permission to write there)")])
+def test_cli_reports_write_failures_with_exit_code_2(tmp_path, err, words):
+    patch = f"""
+        import errno, os, pathlib, xarray
+        def to_netcdf(self, path, *a, **k):
+            pathlib.Path(path).write_bytes(b"CDF half")
+            raise OSError({err}, os.strerror({err}), str(path))
+        xarray.Dataset.to_netcdf = to_netcdf
+    """
+    out = tmp_path / "out"
+    r = run_cli_with(patch, [*TINY, f"output.dir={out}", "hydra.run.dir=run"], tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"stress-test: error: could not write {out / 'results.nc'}: {words}"), r.stderr
+    assert "Traceback" not in r.stderr and r.stderr.count("\n") == 1
+    assert not (out / "results.nc").exists() and leftovers(out) == []
+
+
+# ------------------------------------------------------------------------------ interrupts
+
+LONG_RUN = ["scenario=[baseline,ai_winter,severely_adverse]", "tenors=[36,60,84]", "mc.paths=400000",
+            "mc.chunk_paths=2000", "quiet=true"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_leaves_no_partial_results(tmp_path, sig):
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "stress.cli", *LONG_RUN, f"output.dir={out}", "hydra.run.dir=run"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "run" / ".hydra" / "config.yaml").exists():  # the task has started
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        time.sleep(2.0)  # well into the simulation
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + sig.value, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr and len([l for l in lines if "interrupted" in l]) == 1, stderr
+    assert lines[-1].startswith(f"stress-test: interrupted by {sig.name}; no results file was written"), stderr
+    assert not (out / "results.nc").exists() and leftovers(out) == []
+
+
+def test_interrupt_while_writing_removes_the_temporary_file(tmp_path):
+    patch = """
+        import os, pathlib, signal, time, xarray
+        def to_netcdf(self, path, *a, **k):
+            pathlib.Path(path).write_bytes(b"CDF half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+        xarray.Dataset.to_netcdf = to_netcdf
+    """
+    out = tmp_path / "out"
+    r = run_cli_with(patch, [*TINY, f"output.dir={out}", "hydra.run.dir=run"], tmp_path)
+    assert r.returncode == 128 + signal.SIGTERM.value, r.stderr
+    assert r.stderr.strip().startswith("stress-test: interrupted by SIGTERM; no results file was written")
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+    assert not (out / "results.nc").exists() and leftovers(out) == []
+
+
+# ------------------------------------------------------------------------------ NaN and infinity
+
+
+def test_nan_allow_list_is_documented_in_the_dataset(ds):
+    assert set(results.NAN_MEANS) == {"lgd", "default_share", "ltv_fan", "dscr_fan", "price_fan"}
+    for name, meaning in results.NAN_MEANS.items():
+        assert ds[name].attrs["nan_means"] == meaning
+    assert "NaN appears only in lgd, default_share" in ds.attrs["nan_policy"]
+    for name, var in ds.data_vars.items():
+        if np.issubdtype(var.dtype, np.floating):
+            assert not np.isinf(var.values).any(), name
+            if name not in results.NAN_MEANS:
+                assert not np.isnan(var.values).any(), name
+
+
+@pytest.mark.parametrize("name,value", [("el", np.nan), ("expected_loss", np.nan), ("loss", np.inf),
+                                        ("lgd", np.inf), ("var_se", -np.inf), ("scheduled_balance", np.nan)])
+def test_nan_or_infinity_outside_the_allow_list_stops_the_write(tmp_path, ds, name, value):
+    bad = ds.copy(deep=True)
+    bad[name].values.flat[0] = value
+    with pytest.raises(results.NonFiniteResult) as info:
+        results.write(bad, str(tmp_path / "out"), "netcdf", overwrite=False)
+    assert f"{name}: 1 " in str(info.value) and "a bug; nothing was written" in str(info.value)
+    assert not (tmp_path / "out" / "results.nc").exists()
+
+
+def test_nan_in_the_allow_list_is_written(tmp_path, ds):
+    ok = ds.copy(deep=True)
+    for name in results.NAN_MEANS:
+        ok[name].values.flat[0] = np.nan
+    path = results.write(ok, str(tmp_path / "out"), "netcdf", overwrite=False)
+    with xr.open_dataset(path) as back:
+        assert np.isnan(back.lgd.values.flat[0]) and back.lgd.attrs["nan_means"] == results.NAN_MEANS["lgd"]
+
+
+def test_nan_names_where_it_is(ds):
+    bad = ds.copy(deep=True)
+    bad["el"].loc[dict(scenario="ai_winter", tenor=36, loan=ds.loan.values[3])] = np.nan
+    with pytest.raises(results.NonFiniteResult, match=r"el: 1 NaN of \d+ \(first at scenario=ai_winter, tenor=36, "
+                                                       rf"loan={ds.loan.values[3]}\)"):
+        results.check_finite(bad)
+
+
+def test_dataset_built_with_a_nan_fails_loudly(monkeypatch):
+    real = results.metrics.expected_loss
+
+    def broken(loss, *args, **kwargs):
+        el, se = real(loss, *args, **kwargs)
+        return el * np.nan, se
+
+    monkeypatch.setattr(results.metrics, "expected_loss", broken)
+    with pytest.raises(results.NonFiniteResult, match="expected_loss: "):
+        stress.run(stress.compose(TINY))
