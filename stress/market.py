@@ -9,8 +9,15 @@ Spot price of family c on path p under scenario s (log):
     log P = log P0_c - trend_c t/12 + kappa_c (D_t - phi^t D_0) + sigma_c X_c(t) + J(t)
 then the scenario's price shocks. D_t - phi^t D_0 is the demand innovation since the valuation
 date (zero mean, variance 1 - phi^2t): every path starts at today's observed price P0 and the
-median path follows the trend and the launches. X_c starts at 0, a unit-variance AR(1) in the
+median path follows the trend and the launches. A demand shock a D + b acts on the innovation in
+the price (a (D_t - phi^t D_0) + b) and on the level in utilisation (a D_t + b). X_c starts at 0, a unit-variance AR(1) in the
 long run. Utilisation sees the level D_t itself (stationary N(0, 1), D_0 included).
+
+Importance sampling (``mc.importance_sampling``): the demand innovations e_t (t >= 1) are drawn
+from the same Philox stream and then shifted, e_t -> e_t + m with m = ``demand_shift`` < 0, so the
+stationary mean of D moves to m sqrt(1 + phi) / sqrt(1 - phi); the state accumulates the log
+likelihood ratio -m e_t - m^2 / 2 of each month (e_t the unshifted normal). With m = 0 nothing
+changes.
 """
 
 from __future__ import annotations
@@ -65,6 +72,7 @@ class MarketParams:
     util_beta: float
     util_sigma: float
     util_intercept: np.ndarray  # (C,) logit intercept giving the reference mean utilisation
+    demand_shift: float = 0.0  # importance sampling: mean of the shifted demand innovations (< 0: adverse)
 
     @property
     def horizon(self) -> int:
@@ -118,7 +126,17 @@ def build_params(cfg: StressConfig, horizon: int) -> MarketParams:
         util_beta=u.demand_loading,
         util_sigma=u.idiosyncratic,
         util_intercept=np.array([logit_intercept(c.reference_utilization, u.u_max, spread) for c in chip]),
+        demand_shift=demand_innovation_shift(cfg),
     )
+
+
+def demand_innovation_shift(cfg: StressConfig) -> float:
+    """Importance sampling: the mean m of the shifted monthly demand innovations, chosen so that the
+    stationary mean of D is -mc.is_shift_demand: m = -s sqrt((1 - phi) / (1 + phi)); 0 without IS."""
+    if not cfg.mc.importance_sampling:
+        return 0.0
+    phi = cfg.market.demand.persistence
+    return -cfg.mc.is_shift_demand * float(np.sqrt((1.0 - phi) / (1.0 + phi)))
 
 
 @dataclass
@@ -129,6 +147,7 @@ class MarketState:
     demand: object  # (P,) unshocked D_t
     noise: object  # (P, C) chip noise X_c(t)
     launch_month: object  # (S, P, N) jittered launch months
+    log_weight: object = None  # (P,) importance sampling: log likelihood ratio of the innovations so far
 
 
 def start(xp, params: MarketParams, seed: int, paths) -> MarketState:
@@ -141,18 +160,24 @@ def start(xp, params: MarketParams, seed: int, paths) -> MarketState:
         u = rng.uniforms(xp, seed, paths[:, None], 0, rng.STREAM_LAUNCH, xp.arange(n)[None, :])
         months = months + xp.asarray(params.launch_jitter)[None, None, :] * (2.0 * u[None] - 1.0)
     return MarketState(demand0=d0, demand=d0.copy(), noise=xp.zeros((paths.shape[0], len(params.chips))),
-                       launch_month=months)
+                       launch_month=months, log_weight=xp.zeros(paths.shape[0]) if params.demand_shift else None)
 
 
 def advance(xp, params: MarketParams, state: MarketState, seed: int, paths, t: int, dtype):
     """Move the state to month t; return shocked demand (S, P) and spot prices (S, P, C)."""
     e = rng.normals_block(xp, seed, paths, t, rng.STREAM_DEMAND, 1)[:, 0]
+    if params.demand_shift:  # importance sampling: same Philox normal, shifted after generation
+        m = params.demand_shift
+        state.log_weight = state.log_weight - m * e - 0.5 * m * m
+        e = e + m
     state.demand = params.phi * state.demand + np.sqrt(1.0 - params.phi**2) * e
     eta = rng.normals_block(xp, seed, paths, t, rng.STREAM_PRICE, len(params.chips))
     psi = xp.asarray(params.psi)
     state.noise = psi * state.noise + xp.sqrt(1.0 - psi**2) * eta
     i = t - 1
-    demand = xp.asarray(params.demand_a[:, i, None]) * state.demand[None, :] + xp.asarray(params.demand_b[:, i, None])
+    shock_a, shock_b = xp.asarray(params.demand_a[:, i, None]), xp.asarray(params.demand_b[:, i, None])
+    demand = shock_a * state.demand[None, :] + shock_b
+    innovation = shock_a * (state.demand - params.phi**t * state.demand0)[None, :] + shock_b  # since t = 0
     jump = xp.zeros(demand.shape)
     for n in range(params.launch_month.shape[1]):
         ramp = params.launch_ramp[n]
@@ -160,7 +185,7 @@ def advance(xp, params: MarketParams, state: MarketState, seed: int, paths, t: i
         share = (elapsed >= 0) if ramp == 0 else xp.clip(elapsed / ramp, 0.0, 1.0)
         jump = jump + xp.asarray(params.launch_log_step[:, n, None]) * share
     log_price = (xp.asarray(params.log_price0 - params.trend_monthly * t)[None, None, :]
-                 + xp.asarray(params.kappa)[None, None, :] * (demand - params.phi**t * state.demand0[None, :])[:, :, None]
+                 + xp.asarray(params.kappa)[None, None, :] * innovation[:, :, None]
                  + xp.asarray(params.sigma)[None, None, :] * state.noise[None, :, :]
                  + jump[:, :, None])
     price = xp.asarray(params.price_a[:, None, :, i]) * xp.exp(log_price) + xp.asarray(params.price_b[:, None, :, i])

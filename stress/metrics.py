@@ -7,6 +7,18 @@
 - ES_q: Acerbi and Tasche (2002) estimator, the mean of the worst n (1 - q) losses (the boundary
   sample weighted by its fraction). SE from the asymptotic variance of Manistre and Hancock (2005):
   (Var(L | L >= VaR) + q (ES - VaR)^2) / (n (1 - q)).
+
+Weighted (importance-sampling) versions, ``weight`` = per-path likelihood ratios w (Glasserman,
+Heidelberger and Shahabuddin 2000; Glasserman 2004, 9.2); each reduces to the estimator above
+when w = 1:
+- EL: mean of w L; SE = sd(w L) / sqrt(n).
+- VaR_q: the smallest sample L_(j) whose estimated exceedance probability (1/n) sum w 1{L > L_(j)}
+  is <= 1 - q. SE: that exceedance estimate has standard error s = sd(w 1{L > VaR}) / sqrt(n);
+  SE = half the distance between the VaR estimates at levels q - s and q + s (the binomial
+  interval above, for which s = sqrt(q (1 - q) / n)).
+- ES_q: VaR + (1/n) sum w (L - VaR)^+ / (1 - q) (Rockafellar-Uryasev; equal to the Acerbi-Tasche
+  estimator when w = 1); SE = sd(w (L - VaR)^+) / (sqrt(n) (1 - q)), the influence-function
+  variance (equal to Manistre-Hancock when w = 1).
 """
 
 from __future__ import annotations
@@ -16,9 +28,13 @@ import math
 import numpy as np
 
 
-def expected_loss(loss: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and its standard error over the last axis."""
+def expected_loss(loss: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and its standard error over the last axis (weighted by ``weight``, broadcasting, if given)."""
     n = loss.shape[-1]
+    if weight is not None:
+        wl = loss * weight
+        se = wl.std(axis=-1, ddof=1) / math.sqrt(n) if n > 1 else np.full(wl.shape[:-1], np.nan)
+        return wl.mean(axis=-1), se
     se = loss.std(axis=-1, ddof=1) / math.sqrt(n) if n > 1 else np.full(loss.shape[:-1], np.nan)
     return loss.mean(axis=-1), se
 
@@ -30,8 +46,11 @@ def _order_stat(sorted_loss: np.ndarray, rank: float) -> np.ndarray:
     return sorted_loss[..., j]
 
 
-def tail_measures(loss: np.ndarray, quantiles) -> dict[str, np.ndarray]:
-    """VaR, ES and their standard errors for each quantile; arrays of shape loss.shape[:-1] + (Q,)."""
+def tail_measures(loss: np.ndarray, quantiles, weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """VaR, ES and their standard errors for each quantile; arrays of shape loss.shape[:-1] + (Q,).
+    With ``weight`` (likelihood ratios broadcasting against ``loss``), the weighted estimators."""
+    if weight is not None:
+        return _weighted_tail_measures(loss, np.broadcast_to(weight, loss.shape), quantiles)
     srt = np.sort(loss, axis=-1)
     n = srt.shape[-1]
     out = {k: [] for k in ("var", "var_se", "es", "es_se")}
@@ -61,4 +80,59 @@ def quantiles_along(samples: np.ndarray, qs, axis: int) -> np.ndarray:
     valid = ~np.all(np.isnan(moved), axis=-1)
     if valid.any():
         out[valid] = np.nanquantile(moved[valid], qs, axis=-1).T
+    return out
+
+
+def _weighted_var(srt: np.ndarray, exceed: np.ndarray, level) -> np.ndarray:
+    """The smallest sorted sample whose exceedance estimate is <= level (broadcast over leading axes)."""
+    level = np.asarray(level, dtype=float)[..., None]
+    ok = exceed <= level + 1e-12 * np.maximum(level, 1e-300)
+    j = np.argmax(ok, axis=-1)  # exceed is non-increasing and 0 at the last sample: some j is True
+    return np.take_along_axis(srt, j[..., None], axis=-1)[..., 0]
+
+
+def _weighted_tail_measures(loss: np.ndarray, w: np.ndarray, quantiles) -> dict[str, np.ndarray]:
+    n = loss.shape[-1]
+    order = np.argsort(loss, axis=-1, kind="stable")
+    srt = np.take_along_axis(loss, order, axis=-1)
+    ws = np.take_along_axis(np.asarray(w, dtype=float), order, axis=-1)
+    exceed = (np.cumsum(ws[..., ::-1], axis=-1)[..., ::-1] - ws) / n  # (1/n) sum of w over later samples
+    exceed = np.maximum(exceed, 0.0)
+    exceed[..., -1] = 0.0
+    out = {k: [] for k in ("var", "var_se", "es", "es_se")}
+    for q in quantiles:
+        var = _weighted_var(srt, exceed, 1.0 - q)
+        above = loss > var[..., None]
+        s = (w * above).std(axis=-1, ddof=1) / math.sqrt(n)
+        hi = _weighted_var(srt, exceed, np.clip(1.0 - q - s, 0.0, 1.0))
+        lo = _weighted_var(srt, exceed, np.clip(1.0 - q + s, 0.0, 1.0))
+        excess = w * np.maximum(loss - var[..., None], 0.0)
+        es = var + excess.mean(axis=-1) / (1.0 - q)
+        es_se = excess.std(axis=-1, ddof=1) / (math.sqrt(n) * (1.0 - q))
+        for key, val in zip(out, (var, 0.5 * (hi - lo), es, es_se)):
+            out[key].append(val)
+    return {k: np.stack(v, axis=-1) for k, v in out.items()}
+
+
+def weighted_quantiles_along(samples: np.ndarray, weight: np.ndarray, qs, axis: int) -> np.ndarray:
+    """Quantiles of ``samples`` along ``axis`` with per-sample weights ``weight`` (1-D, the length
+    of that axis), ignoring NaN, moved to the last axis: the smallest sample whose normalised
+    cumulative weight reaches q. All-NaN slices give NaN."""
+    moved = np.moveaxis(samples, axis, -1)
+    if moved.shape[-1] == 0:
+        return np.full(moved.shape[:-1] + (len(qs),), np.nan)
+    w = np.broadcast_to(np.asarray(weight, dtype=float), moved.shape)
+    nan = np.isnan(moved)
+    order = np.argsort(np.where(nan, np.inf, moved), axis=-1, kind="stable")
+    srt = np.take_along_axis(moved, order, axis=-1)
+    cw = np.cumsum(np.take_along_axis(np.where(nan, 0.0, w), order, axis=-1), axis=-1)
+    total = cw[..., -1:]
+    out = np.full(moved.shape[:-1] + (len(qs),), np.nan)
+    valid = (~np.all(nan, axis=-1)) & (total[..., 0] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = cw / total
+    for i, q in enumerate(qs):
+        j = np.argmax(frac >= q - 1e-12, axis=-1)
+        val = np.take_along_axis(srt, j[..., None], axis=-1)[..., 0]
+        out[..., i] = np.where(valid, val, np.nan)
     return out

@@ -264,8 +264,10 @@ def loss_distribution_figure(ds: xr.Dataset, bins: int = 50) -> Figure:
             ax = axes[i, j]
             cell = ds.sel(scenario=s, tenor=k)
             x = cell["loss"].values / 1e6
-            x = x[np.isfinite(x)]
-            dens, _ = np.histogram(x, bins=edges, density=True) if x.size else (np.zeros(bins), None)
+            w = cell["weight"].values if "weight" in cell else None  # importance sampling: weighted density
+            finite = np.isfinite(x)
+            x, w = x[finite], (None if w is None else w[finite])
+            dens, _ = np.histogram(x, bins=edges, weights=w, density=True) if x.size else (np.zeros(bins), None)
             ax.stairs(np.where(dens > 0, dens, floor * 1e-3), edges, fill=True, color=colors[s], alpha=0.35)
             ax.stairs(np.where(dens > 0, dens, floor * 1e-3), edges, color=colors[s], lw=1.0)
             ax.set_yscale("log")
