@@ -12,12 +12,11 @@ import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import numpy as np
 import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
-from . import backend as _backend
-from . import engine, results
+from . import accessor, engine, executor, results  # noqa: F401  (accessor registers ds.stress)
+from .checkpoint import ChunkStore
 from .config import StressConfig, compose, conf_dir, to_schema
 from .errors import ConfigError, OutputError, StressError, TapeError
 from .portfolio import load_portfolio
@@ -27,7 +26,7 @@ try:
 except PackageNotFoundError:  # running from a source checkout without installing
     __version__ = "0+unknown"
 
-__all__ = ["run", "compose", "StressConfig", "StressError", "ConfigError", "TapeError", "OutputError",
+__all__ = ["run", "analyze", "compose", "StressConfig", "StressError", "ConfigError", "TapeError", "OutputError",
            "__version__"]
 
 log = logging.getLogger("stress")
@@ -50,33 +49,45 @@ def tape_path(cfg: StressConfig) -> Path:
     """The loan tape of the run: ``portfolio.path``, or the bundled example when null."""
     if cfg.portfolio.path is None:
         return conf_dir() / "portfolio" / "example_loans.csv"
-    return Path(cfg.portfolio.path).expanduser()
+    path = Path(cfg.portfolio.path).expanduser()
+    if not path.is_absolute() and not path.exists() and (conf_dir() / path).is_file():
+        return conf_dir() / path  # a tape shipped in conf/, e.g. portfolio/h100_2023_loans.csv
+    return path
+
+
+def analyze(config: DictConfig | StressConfig) -> xr.Dataset:
+    """The analysis named by ``analysis`` (breakeven, reverse, sensitivities; ``run`` = ``run``) as a
+    Dataset; with ``output.dir``, also written to ``output.dir/analysis_<name>.nc`` (stress/analysis.py)."""
+    from .analysis import analyze as _analyze
+
+    return _analyze(config)
 
 
 def run(config: DictConfig | StressConfig) -> xr.Dataset:
     """Run the stress test described by ``config`` and return the results Dataset; when
-    ``output.dir`` is set, also write it there (refusing to overwrite unless asked)."""
+    ``output.dir`` is set, also write it there (refusing to overwrite unless asked), keeping each
+    finished chunk under ``output.dir/chunks/`` until then (``output.resume=true`` reuses them)."""
     cfg = to_schema(config)
-    be = _backend.select(cfg.backend)
     tape = load_portfolio(tape_path(cfg), cfg.market.chips.keys())
     if cfg.output.dir is not None:
         results.check_writable(cfg.output.dir, cfg.output.format, cfg.output.overwrite)
+    elif cfg.output.resume:
+        raise ConfigError("output.resume=true needs output.dir (where the chunks of the earlier run are)")
     prob = engine.build_problem(cfg, tape)
     S, K, L = prob.shape
     chunk = cfg.mc.chunk_paths or max(1, CELLS_PER_CHUNK // (S * K * L))
-    dtype = np.dtype(cfg.precision)
+    store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), __version__)
     started = time.perf_counter()
-    chunks = [engine.simulate(be.xp, prob, cfg.mc.seed, a, min(a + chunk, cfg.mc.paths), cfg.mc.fan_paths,
-                              dtype=dtype, keep_paths=cfg.output.paths, to_host=be.to_host)
-              for a in range(0, cfg.mc.paths, chunk)]
-    elapsed = time.perf_counter() - started
+    with executor.start(cfg) as ex:
+        combined = executor.run_chunks(ex, prob, cfg, chunk, store)
     log.info("simulated %d paths x %d scenarios x %d tenors x %d loans x %d months on %s in %.1f s",
-             cfg.mc.paths, S, K, L, prob.months, be.device, elapsed)
-    attrs = results.run_attributes(OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg.mc.seed, be.name,
+             cfg.mc.paths, S, K, L, prob.months, ex.device, time.perf_counter() - started)
+    attrs = results.run_attributes(OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg.mc.seed, ex.backend,
                                    cfg.precision, cfg.mc.paths, __version__, kernel_hash())
     attrs["portfolio"] = str(tape.source)
-    ds = results.build_dataset(prob, results.combine(chunks), cfg.quantiles, cfg.fan_quantiles, attrs)
+    ds = results.build_dataset(prob, combined, cfg.quantiles, cfg.fan_quantiles, attrs)
     if cfg.output.dir is not None:
         path = results.write(ds, cfg.output.dir, cfg.output.format, cfg.output.overwrite)
         ds.attrs["written_to"] = str(path)
+        store.remove()  # the dataset holds everything the chunks held
     return ds

@@ -11,15 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from .configerrors import explain, schema_problems
 from .errors import ConfigError
 
 CHANNELS = ("payment", "covenant", "refinancing", "exogenous")
-BACKENDS = ("auto", "numpy", "cupy")
+BACKENDS = ("auto", "numpy", "cupy", "host")
 PRECISIONS = ("float64", "float32")
 FORMATS = ("netcdf", "zarr")
+EXECUTORS = ("local", "dask")
 SHOCK_KINDS = ("add", "mul", "set")
 PATH_SHOCK_TARGETS = ("demand", "utilization", "power_price", "base_rate", "haircut")
 SCALAR_SHOCK_TARGETS = ("pd_multiplier",)
@@ -48,7 +51,7 @@ class ChipConfig:
 class LaunchConfig:
     """A future NVIDIA generation: every existing family's log price steps down by log(1-step)."""
 
-    name: str = "?"
+    name: str = "?"  # generation name, the <generation> of launch.<generation>.* shock targets
     month: float = math.nan  # scheduled month after the valuation date
     step: float = 0.0  # fractional price drop of older families, 0..1
     ramp_months: int = 6  # months over which the step is phased in linearly
@@ -78,14 +81,14 @@ class ValuationConfig:
 
 @dataclass
 class MarketConfig:
-    name: str = "?"
-    valuation_date: str = "?"
+    name: str = "?"  # market name (the config group option, e.g. gpu_2026q4)
+    valuation_date: str = "?"  # month 0 of the simulation, YYYY-MM-DD (info)
     base_rate: float = 0.04  # annual base rate (SOFR) of floating loans, baseline
-    chips: Dict[str, ChipConfig] = field(default_factory=dict)
-    launches: List[LaunchConfig] = field(default_factory=list)
-    demand: DemandConfig = field(default_factory=DemandConfig)
-    utilization: UtilizationConfig = field(default_factory=UtilizationConfig)
-    valuation: ValuationConfig = field(default_factory=ValuationConfig)
+    chips: Dict[str, ChipConfig] = field(default_factory=dict)  # GPU families by name, the chips a tape may use
+    launches: List[LaunchConfig] = field(default_factory=list)  # future NVIDIA generations, in any order
+    demand: DemandConfig = field(default_factory=DemandConfig)  # the AI-demand factor shared by all chips
+    utilization: UtilizationConfig = field(default_factory=UtilizationConfig)  # utilisation of uncontracted GPUs
+    valuation: ValuationConfig = field(default_factory=ValuationConfig)  # income-approach collateral valuation
 
 
 @dataclass
@@ -97,23 +100,23 @@ class ShockConfig:
     ``set``: x (1 - w) + value w. Launch and ``pd_multiplier`` targets are scalars, applied in full.
     """
 
-    target: str = "?"
-    kind: str = "mul"
-    value: float = math.nan
-    start_month: int = 1
-    ramp_months: int = 0
-    end_month: Optional[int] = None
+    target: str = "?"  # price.<chip>, price.all, demand, utilization, power_price, base_rate, haircut, launch.<generation>.month|step, pd_multiplier
+    kind: str = "mul"  # add | mul | set
+    value: float = math.nan  # size of the shock, in the unit of the target (demand: standard deviations)
+    start_month: int = 1  # first month with a non-zero weight
+    ramp_months: int = 0  # months over which the weight rises linearly to 1
+    end_month: Optional[int] = None  # last month of the shock; null = to the end
 
 
 @dataclass
 class ScenarioConfig:
-    description: str = ""
-    shocks: List[ShockConfig] = field(default_factory=list)
+    description: str = ""  # one sentence for the report
+    shocks: List[ShockConfig] = field(default_factory=list)  # applied in order; none = the baseline
 
 
 @dataclass
 class PortfolioConfig:
-    name: str = "example"
+    name: str = "example"  # portfolio name (info)
     path: Optional[str] = None  # CSV or Parquet loan tape; null = the bundled example tape
 
 
@@ -126,43 +129,127 @@ class RecoveryConfig:
 
 @dataclass
 class ModelConfig:
-    channels: List[str] = field(default_factory=lambda: list(CHANNELS))
+    channels: List[str] = field(default_factory=lambda: list(CHANNELS))  # default channels: payment, covenant, refinancing, exogenous
     cross_default: bool = False  # all loans of a borrower default together
     cure_months: int = 3  # consecutive months of LTV > ltv_max before a covenant default
     refi_ltv_max: float = 0.8  # a balloon/bullet above this LTV at maturity cannot refinance
-    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)  # liquidation of repossessed GPUs
 
 
 @dataclass
 class MCConfig:
-    paths: int = 2000
-    seed: int = 20261125
+    paths: int = 2000  # Monte Carlo paths (at least 2), shared by all scenarios and tenors (common random numbers)
+    seed: int = 20261125  # 64-bit Philox key: the same seed gives the same paths on every backend and chunk size
     chunk_paths: Optional[int] = None  # paths per chunk; null = sized to a memory budget
     fan_paths: int = 500  # paths (the first ones) used for price, LTV and DSCR fans
+    importance_sampling: bool = False  # shift the systematic normals to the adverse side; results carry weights
+    is_shift_copula: float = 0.5  # IS: the copula systematic factor Z -> Z - shift (standard deviations)
+    is_shift_demand: float = 1.0  # IS: stationary mean of the demand factor moved down by this many sd
 
 
 @dataclass
 class OutputConfig:
     dir: Optional[str] = None  # the dataset is written to DIR/results.nc; null = not written
-    format: str = "netcdf"
+    format: str = "netcdf"  # netcdf | zarr (zarr needs the dask extra)
     paths: bool = False  # also keep default_month and default_cause per path and loan
-    overwrite: bool = False
+    overwrite: bool = False  # replace an existing results file
+    resume: bool = False  # reuse the finished chunks stored in DIR/chunks/ by an interrupted run
+
+
+@dataclass
+class ExecutorConfig:
+    """Where the path chunks run: ``local`` (a loop in this process) or ``dask`` (one task per chunk)."""
+
+    kind: str = "local"  # local | dask
+    address: Optional[str] = None  # scheduler of an existing Dask cluster, e.g. tcp://host:8786; null = start one
+    workers: int = 2  # worker processes of the LocalCluster started when address is null
+    threads_per_worker: int = 1  # threads per worker process of that LocalCluster
+    gpus: bool = False  # workers run CuPy; with no address, a dask_cuda LocalCUDACluster (one worker per GPU)
+
+
+ANALYSES = ("run", "breakeven", "reverse", "sensitivities")
+METRICS = ("pd", "el")
+REVERSE_DIRECTIONS = ("price", "launch", "utilization", "rate")
+SENSITIVITY_PARAMETERS = ("price", "trend", "demand_loading", "volatility", "launch_step", "base_rate",
+                          "utilization", "haircut")
+
+
+@dataclass
+class BreakevenConfig:
+    """``analysis=breakeven`` (stress/analysis.py): flat spot prices a loan can bear, and the longest safe tenor."""
+
+    payment_pd: float = 0.5  # breakeven_price: the flat price where this share of paths misses a payment
+    pd_threshold: float = 0.05  # pd_threshold_price: the flat price where the PD crosses this
+    channels: Optional[List[str]] = None  # channels of that PD and of max_safe_tenor; null = model.channels
+    max_multiple: float = 2.0  # price grid: 0 .. max_multiple x the chip's spot price at the valuation date
+    grid: int = 11  # price levels of the first, batched grid
+    tol: float = 0.01  # bisection stops when the bracket is this narrow, USD per GPU-hour
+    max_rounds: int = 10  # at most this many bisection rounds after the grid
+    fix_demand: bool = True  # also set the demand factor to 0 (utilisation then varies only loan by loan)
+    tenor_metric: str = "pd"  # max_safe_tenor: pd (PD by maturity) or el (EL / principal)
+    tenor_limit: float = 0.05  # max_safe_tenor: the longest swept tenor whose metric stays <= this
+
+
+@dataclass
+class ReverseConfig:
+    """``analysis=reverse``: the smallest shock in each direction that breaches each limit."""
+
+    directions: List[str] = field(default_factory=lambda: list(REVERSE_DIRECTIONS))  # price | launch | utilization | rate
+    el_limit: float = 0.05  # target el: portfolio EL / principal above this
+    var_limit: float = 0.20  # target var: VaR / principal above this
+    var_quantile: float = 0.99  # the VaR level of target var (one of `quantiles`)
+    pd_limit: float = 0.25  # target pd: any loan's PD above this
+    pd_new_breach: bool = False  # target pd: only loans whose PD is <= pd_limit without the shock count
+    price_max: float = 0.9  # largest price drop searched (price.all mul 1 - x), 0..1
+    launch_max: float = 12.0  # largest advance of the first launch searched, months
+    utilization_max: float = 0.9  # largest utilisation drop searched (utilization mul 1 - x), 0..1
+    rate_max: float = 0.10  # largest base-rate rise searched (base_rate add x), decimal per year
+    ramp_months: int = 12  # price, utilisation and rate shocks phase in linearly over this many months
+    grid: int = 8  # grid steps per direction in the first batched run
+    rel_tol: float = 0.01  # bisection stops at this share of the direction's range ...
+    max_rounds: int = 6  # ... or after this many rounds, or when the bracket is 1/4 of the MC error
+
+
+@dataclass
+class SensitivityConfig:
+    """``analysis=sensitivities``: central finite differences on common random numbers."""
+
+    parameters: List[str] = field(default_factory=lambda: list(SENSITIVITY_PARAMETERS))  # the parameters bumped (the bumps below)
+    price: float = 0.05  # bump: relative change of every chip's price (price.all mul 1 +/- h)
+    trend: float = 0.01  # bump: market.chips.*.trend, 1/yr
+    demand_loading: float = 0.02  # bump: market.chips.*.demand_loading
+    volatility: float = 0.02  # bump: market.chips.*.volatility
+    launch_step: float = 0.02  # bump: every launch.<generation>.step (add)
+    base_rate: float = 0.005  # bump: base_rate add, decimal per year
+    utilization: float = 0.02  # bump: utilization add (absolute share)
+    haircut: float = 0.02  # bump: haircut add
+    batches: int = 10  # VaR/ES standard errors: batch means over this many blocks of paths
+
+
+@dataclass
+class AnalysisConfig:
+    breakeven: BreakevenConfig = field(default_factory=BreakevenConfig)
+    reverse: ReverseConfig = field(default_factory=ReverseConfig)
+    sensitivities: SensitivityConfig = field(default_factory=SensitivityConfig)
 
 
 @dataclass
 class StressConfig:
-    market: MarketConfig = field(default_factory=MarketConfig)
-    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
-    scenario: Dict[str, ScenarioConfig] = field(default_factory=dict)
-    tenors: List[int] = field(default_factory=lambda: [36, 60, 84])
-    quantiles: List[float] = field(default_factory=lambda: [0.95, 0.99, 0.999])
-    fan_quantiles: List[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])
-    mc: MCConfig = field(default_factory=MCConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    backend: str = "auto"
-    precision: str = "float64"
-    quiet: bool = False
+    market: MarketConfig = field(default_factory=MarketConfig)  # config group (conf/market/): chips, launches, demand, utilisation, valuation
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)  # config group (conf/portfolio/): the loan tape
+    scenario: Dict[str, ScenarioConfig] = field(default_factory=dict)  # config group, several at once: scenario=[baseline,ai_winter]
+    tenors: List[int] = field(default_factory=lambda: [36, 60, 84])  # months (1..600), each loan re-scheduled at each; [] = tape tenor_months (coordinate 0)
+    quantiles: List[float] = field(default_factory=lambda: [0.95, 0.99, 0.999])  # VaR and ES levels
+    fan_quantiles: List[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])  # quantiles of the price, LTV and DSCR fans
+    mc: MCConfig = field(default_factory=MCConfig)  # Monte Carlo sampling
+    model: ModelConfig = field(default_factory=ModelConfig)  # default channels and recovery
+    output: OutputConfig = field(default_factory=OutputConfig)  # where and how the results dataset is written
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where the path chunks run
+    analysis: str = "run"  # run | breakeven | reverse | sensitivities (stress.analyze; see AnalysisConfig)
+    analyses: AnalysisConfig = field(default_factory=AnalysisConfig)  # parameters of analysis=breakeven, reverse, sensitivities
+    backend: str = "auto"  # auto (CuPy when a GPU is usable, else numpy) | numpy | cupy (fused CUDA kernel) | host (the kernel as C++ on all cores)
+    precision: str = "float64"  # float64 | float32
+    quiet: bool = False  # no summary tables, no progress bar
 
 
 def register_schemas() -> None:
@@ -193,7 +280,7 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             return hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"bad config override: {exc}") from None
+        raise ConfigError(f"invalid config: {explain(exc)}") from None
 
 
 def to_schema(cfg: DictConfig | StressConfig) -> StressConfig:
@@ -207,7 +294,7 @@ def to_schema(cfg: DictConfig | StressConfig) -> StressConfig:
             merged = OmegaConf.merge(OmegaConf.structured(StressConfig), cfg)
             typed = OmegaConf.to_object(merged)
         except OmegaConfBaseException as exc:
-            raise ConfigError(f"invalid config: {exc}") from None
+            raise ConfigError(f"invalid config: {explain(exc)}") from None
     validate(typed)
     return typed
 
@@ -225,25 +312,105 @@ def _known_targets(cfg: StressConfig) -> list[str]:
     return targets
 
 
+MAX_MONTHS = 600  # longest tenor or liquidation lag, months (50 years): the month grid is allocated in full
+
+
+def _target_problem(cfg: StressConfig, target: str) -> str | None:
+    """Why a shock target does not exist (None if it does), listing what exists."""
+    if target in _known_targets(cfg):
+        return None
+    chips = ", ".join(cfg.market.chips)
+    gens = ", ".join(launch.name for launch in cfg.market.launches) or "none"
+    if target.startswith("price."):
+        return (f"unknown chip {target[6:]!r} in target {target!r}; the chips of market {cfg.market.name!r} "
+                f"are {chips} (or price.all for every chip)")
+    if target.startswith("launch."):
+        name, _, what = target[7:].rpartition(".")
+        if what not in ("month", "step"):
+            return f"unknown target {target!r}; a launch target is launch.<generation>.month or launch.<generation>.step"
+        return f"unknown generation {name!r} in target {target!r}; the launches of market {cfg.market.name!r} are {gens}"
+    return (f"unknown target {target!r}; allowed: price.<chip> (chip: {chips}), price.all, "
+            f"{', '.join(PATH_SHOCK_TARGETS + SCALAR_SHOCK_TARGETS)}, launch.<generation>.month, "
+            f"launch.<generation>.step (generation: {gens})")
+
+
+def _shock_problems(cfg: StressConfig) -> list[str]:
+    """Every shock: a known target and kind, a finite value in the target's range, sane months;
+    and per scenario the launch steps and the PD multiplier after all its shocks."""
+    from .scenario import shocked_path, shocked_scalar
+
+    e: list[str] = []
+    months = np.arange(1, 2 * MAX_MONTHS + 1)  # longest tenor plus longest liquidation lag
+    shares = {"utilization": "a utilisation", "haircut": "a haircut"}
+    for s, sc in cfg.scenario.items():
+        before = len(e)
+        for j, shock in enumerate(sc.shocks):
+            k = f"scenario.{s}.shocks[{j}]"
+            t, v = shock.target, shock.value
+            problem = _target_problem(cfg, t)
+            if problem:
+                e.append(f"{k}.target: {problem}")
+            _check(e, shock.kind in SHOCK_KINDS, f"{k}.kind",
+                   f"must be one of {', '.join(SHOCK_KINDS)}; got {shock.kind!r}")
+            if not math.isfinite(v):
+                e.append(f"{k}.value: must be a finite number, got {v}")
+            elif shock.kind == "mul":
+                _check(e, v >= 0, f"{k}.value", f"a multiplier (kind mul) must be >= 0, got {v}")
+            elif shock.kind == "set" and t in shares:
+                _check(e, 0 <= v <= 1, f"{k}.value", f"{shares[t]} (target {t}) must be in [0, 1], got {v}")
+            elif shock.kind == "set" and (t.startswith("price.") or t in ("power_price", "pd_multiplier")):
+                _check(e, v >= 0, f"{k}.value", f"target {t} cannot be set below 0, got {v}")
+            _check(e, shock.start_month >= 1 and shock.ramp_months >= 0, f"{k}",
+                   f"start_month must be >= 1 and ramp_months >= 0, got {shock.start_month} and {shock.ramp_months}")
+            _check(e, shock.end_month is None or shock.end_month >= shock.start_month, f"{k}.end_month",
+                   f"must be >= start_month ({shock.start_month}), got {shock.end_month}")
+        if len(e) > before or not sc.shocks:
+            continue
+        for launch in cfg.market.launches:
+            step = shocked_scalar(sc.shocks, f"launch.{launch.name}.step", launch.step)
+            _check(e, 0 <= step < 1, f"scenario.{s}", f"the step of launch {launch.name} after the shocks must "
+                   f"be in [0, 1) (a fractional price drop), got {step:g}")
+            month = shocked_scalar(sc.shocks, f"launch.{launch.name}.month", launch.month)
+            _check(e, math.isfinite(month), f"scenario.{s}", f"the month of launch {launch.name} is not finite")
+        base = shocked_path(sc.shocks, "base_rate", cfg.market.base_rate, months)
+        _check(e, bool((base >= 0).all() and (base <= 1).all()), f"scenario.{s}",
+               f"the base rate after the shocks must stay in [0, 1] (decimal per year), got {base.min():g} "
+               f"to {base.max():g}")
+        pd_mult = shocked_scalar(sc.shocks, "pd_multiplier", 1.0)
+        _check(e, pd_mult >= 0, f"scenario.{s}", f"pd_multiplier after the shocks must be >= 0, got {pd_mult:g}")
+    return e
+
+
 def validate(cfg: StressConfig) -> None:
     """Check ranges and names; raise one ConfigError listing every problem."""
+    typed = schema_problems(cfg)  # unknown keys and wrong types first: the range checks need numbers
+    if typed:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(typed))
     e: list[str] = []
-    _check(e, cfg.mc.paths > 0, "mc.paths", f"must be a positive integer, got {cfg.mc.paths}")
+    _check(e, cfg.mc.paths >= 2, "mc.paths",
+           f"must be a positive integer, at least 2 (standard errors need two paths), got {cfg.mc.paths}")
     _check(e, cfg.mc.chunk_paths is None or cfg.mc.chunk_paths > 0, "mc.chunk_paths",
            f"must be a positive integer or null, got {cfg.mc.chunk_paths}")
     _check(e, cfg.mc.fan_paths >= 0, "mc.fan_paths", f"must be >= 0, got {cfg.mc.fan_paths}")
     _check(e, 0 <= cfg.mc.seed < 2**64, "mc.seed", f"must be in [0, 2^64), got {cfg.mc.seed}")
-    _check(e, len(cfg.tenors) > 0 and all(t > 0 for t in cfg.tenors), "tenors",
-           f"must be a non-empty list of positive months, got {list(cfg.tenors)}")
+    _check(e, all(0 < t <= MAX_MONTHS for t in cfg.tenors), "tenors",
+           f"must be a list of months, each in 1..{MAX_MONTHS} ([] = each loan's tenor_months), got {list(cfg.tenors)}")
     _check(e, len(set(cfg.tenors)) == len(cfg.tenors), "tenors", f"has duplicates: {list(cfg.tenors)}")
     for name, qs in (("quantiles", cfg.quantiles), ("fan_quantiles", cfg.fan_quantiles)):
         _check(e, len(qs) > 0 and all(0 < q < 1 for q in qs), name,
                f"must be a non-empty list of numbers strictly between 0 and 1, got {list(qs)}")
+        _check(e, len(set(qs)) == len(qs), name, f"has duplicates: {list(qs)}")
     _check(e, cfg.backend in BACKENDS, "backend", f"must be one of {', '.join(BACKENDS)}; got {cfg.backend!r}")
     _check(e, cfg.precision in PRECISIONS, "precision",
            f"must be one of {', '.join(PRECISIONS)}; got {cfg.precision!r}")
     _check(e, cfg.output.format in FORMATS, "output.format",
            f"must be one of {', '.join(FORMATS)}; got {cfg.output.format!r}")
+    ex = cfg.executor
+    _check(e, ex.kind in EXECUTORS, "executor.kind", f"must be one of {', '.join(EXECUTORS)}; got {ex.kind!r}")
+    _check(e, ex.workers >= 1, "executor.workers", f"must be >= 1, got {ex.workers}")
+    _check(e, ex.threads_per_worker >= 1, "executor.threads_per_worker", f"must be >= 1, got {ex.threads_per_worker}")
+    _check(e, ex.kind == "dask" or (ex.address is None and not ex.gpus), "executor",
+           "address and gpus need executor.kind=dask")
     bad = [c for c in cfg.model.channels if c not in CHANNELS]
     _check(e, not bad, "model.channels", f"unknown {bad}; allowed: {', '.join(CHANNELS)}")
     _check(e, cfg.model.cure_months >= 1, "model.cure_months", f"must be >= 1, got {cfg.model.cure_months}")
@@ -251,9 +418,11 @@ def validate(cfg: StressConfig) -> None:
     rec = cfg.model.recovery
     for key, v in (("haircut", rec.haircut), ("sale_cost", rec.sale_cost)):
         _check(e, 0 <= v <= 1, f"model.recovery.{key}", f"must be in [0, 1], got {v}")
-    _check(e, rec.lag_months >= 0, "model.recovery.lag_months", f"must be >= 0, got {rec.lag_months}")
+    _check(e, 0 <= rec.lag_months <= MAX_MONTHS, "model.recovery.lag_months",
+           f"must be in 0..{MAX_MONTHS} months, got {rec.lag_months}")
 
     m = cfg.market
+    _check(e, 0 <= m.base_rate <= 1, "market.base_rate", f"must be in [0, 1] (decimal per year), got {m.base_rate}")
     _check(e, len(m.chips) > 0, "market.chips", "the market defines no chip family")
     for c, chip in m.chips.items():
         k = f"market.chips.{c}"
@@ -279,19 +448,152 @@ def validate(cfg: StressConfig) -> None:
     _check(e, 0 <= m.utilization.idle_power_share <= 1, "market.utilization.idle_power_share", "must be in [0, 1]")
     _check(e, m.valuation.discount_rate > -1, "market.valuation.discount_rate", "must be > -1")
 
-    _check(e, len(cfg.scenario) > 0, "scenario", "no scenario selected")
-    targets = _known_targets(cfg)
-    for s, sc in cfg.scenario.items():
-        for j, shock in enumerate(sc.shocks):
-            k = f"scenario.{s}.shocks[{j}]"
-            _check(e, shock.target in targets, f"{k}.target",
-                   f"unknown target {shock.target!r}; allowed: {', '.join(targets)}")
-            _check(e, shock.kind in SHOCK_KINDS, f"{k}.kind",
-                   f"must be one of {', '.join(SHOCK_KINDS)}; got {shock.kind!r}")
-            _check(e, math.isfinite(shock.value), f"{k}.value", f"must be a finite number, got {shock.value}")
-            _check(e, shock.start_month >= 1 and shock.ramp_months >= 0, f"{k}",
-                   "start_month must be >= 1 and ramp_months >= 0")
-            _check(e, shock.end_month is None or shock.end_month >= shock.start_month, f"{k}.end_month",
-                   "must be >= start_month")
+    if not cfg.scenario:
+        from .configerrors import group_options
+
+        e.append(f"scenario: no scenario selected; e.g. scenario=[baseline] (available: "
+                 f"{', '.join(group_options('scenario', [conf_dir()]))})")
+    e += _shock_problems(cfg)
+    e += analysis_problems(cfg)
     if e:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(e))
+
+
+def analysis_problems(cfg: StressConfig) -> list[str]:
+    """Range checks of ``analysis``, ``analyses.*`` and the importance-sampling keys of ``mc``."""
+    e: list[str] = []
+    _check(e, cfg.analysis in ANALYSES, "analysis", f"must be one of {', '.join(ANALYSES)}; got {cfg.analysis!r}")
+    _check(e, cfg.mc.is_shift_copula >= 0 and math.isfinite(cfg.mc.is_shift_copula), "mc.is_shift_copula",
+           f"must be >= 0 (standard deviations towards more defaults), got {cfg.mc.is_shift_copula}")
+    _check(e, cfg.mc.is_shift_demand >= 0 and math.isfinite(cfg.mc.is_shift_demand), "mc.is_shift_demand",
+           f"must be >= 0 (standard deviations of lower demand), got {cfg.mc.is_shift_demand}")
+    b, r, s = cfg.analyses.breakeven, cfg.analyses.reverse, cfg.analyses.sensitivities
+    k = "analyses.breakeven"
+    for name in ("payment_pd", "pd_threshold"):
+        _check(e, 0 < getattr(b, name) < 1, f"{k}.{name}", f"must be in (0, 1), got {getattr(b, name)}")
+    _check(e, b.max_multiple > 0, f"{k}.max_multiple", f"must be > 0, got {b.max_multiple}")
+    _check(e, b.grid >= 2, f"{k}.grid", f"must be >= 2 price levels, got {b.grid}")
+    _check(e, b.tol > 0, f"{k}.tol", f"must be > 0 USD per GPU-hour, got {b.tol}")
+    _check(e, b.max_rounds >= 0, f"{k}.max_rounds", f"must be >= 0, got {b.max_rounds}")
+    bad = [c for c in (b.channels or []) if c not in CHANNELS]
+    _check(e, b.channels is None or (len(b.channels) > 0 and not bad), f"{k}.channels",
+           f"must be null or a non-empty list of {', '.join(CHANNELS)}; got {b.channels}")
+    _check(e, b.tenor_metric in METRICS, f"{k}.tenor_metric", f"must be one of {', '.join(METRICS)}; got {b.tenor_metric!r}")
+    _check(e, b.tenor_limit >= 0, f"{k}.tenor_limit", f"must be >= 0, got {b.tenor_limit}")
+    k = "analyses.reverse"
+    bad = [d for d in r.directions if d not in REVERSE_DIRECTIONS]
+    _check(e, len(r.directions) > 0 and not bad, f"{k}.directions",
+           f"must be a non-empty list of {', '.join(REVERSE_DIRECTIONS)}; got {list(r.directions)}")
+    for name in ("el_limit", "var_limit", "pd_limit"):
+        _check(e, 0 < getattr(r, name) < 1, f"{k}.{name}", f"must be in (0, 1), got {getattr(r, name)}")
+    _check(e, any(abs(q - r.var_quantile) < 1e-12 for q in cfg.quantiles), f"{k}.var_quantile",
+           f"must be one of quantiles {list(cfg.quantiles)}, got {r.var_quantile}")
+    for name in ("price_max", "utilization_max"):
+        _check(e, 0 < getattr(r, name) <= 1, f"{k}.{name}", f"must be in (0, 1], got {getattr(r, name)}")
+    _check(e, r.launch_max > 0, f"{k}.launch_max", f"must be > 0 months, got {r.launch_max}")
+    _check(e, r.rate_max > 0, f"{k}.rate_max", f"must be > 0, got {r.rate_max}")
+    _check(e, r.ramp_months >= 0, f"{k}.ramp_months", f"must be >= 0, got {r.ramp_months}")
+    _check(e, r.grid >= 2, f"{k}.grid", f"must be >= 2, got {r.grid}")
+    _check(e, 0 < r.rel_tol < 1, f"{k}.rel_tol", f"must be in (0, 1), got {r.rel_tol}")
+    _check(e, r.max_rounds >= 0, f"{k}.max_rounds", f"must be >= 0, got {r.max_rounds}")
+    k = "analyses.sensitivities"
+    bad = [p for p in s.parameters if p not in SENSITIVITY_PARAMETERS]
+    _check(e, len(s.parameters) > 0 and not bad, f"{k}.parameters",
+           f"must be a non-empty list of {', '.join(SENSITIVITY_PARAMETERS)}; got {list(s.parameters)}")
+    for name in SENSITIVITY_PARAMETERS:
+        _check(e, getattr(s, name) > 0, f"{k}.{name}", f"the bump must be > 0, got {getattr(s, name)}")
+    _check(e, s.price < 1, f"{k}.price", f"the relative price bump must be < 1, got {s.price}")
+    _check(e, s.batches >= 2, f"{k}.batches", f"must be >= 2, got {s.batches}")
+    return e
+
+
+# ------------------------------------------------------------------ generated key reference
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """The trailing ``# comment`` of each field of a dataclass, read from its source."""
+    import ast
+    import inspect
+    import io
+    import tokenize
+
+    src = inspect.getsource(cls)
+    comments = {tok.start[0]: tok.string.lstrip("#").strip()
+                for tok in tokenize.generate_tokens(io.StringIO(src).readline) if tok.type == tokenize.COMMENT}
+    out = {}
+    for node in ast.parse(src).body[0].body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            lines = range(node.lineno, node.end_lineno + 1)
+            out[node.target.id] = " ".join(comments[i] for i in lines if i in comments)
+    return out
+
+
+def _yaml_value(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float) and math.isnan(v):
+        return "nan"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_yaml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_yaml_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, str) and v == "":
+        return '""'
+    return str(v)
+
+
+def config_keys(cls: type = None, prefix: str = "") -> list[tuple[str, str, str, str]]:
+    """Every config key as (dotted name, type, schema default, comment), walking the dataclass
+    schemas from ``StressConfig``; ``<name>`` stands for a key of a dict, ``[]`` for a list item."""
+    import dataclasses
+    import typing
+
+    cls = cls or StressConfig
+    hints = typing.get_type_hints(cls)
+    docs = _field_comments(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        hint = hints[f.name]
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if f.default is not dataclasses.MISSING:
+            default = _yaml_value(f.default)
+        elif f.default_factory is not dataclasses.MISSING and not dataclasses.is_dataclass(hint):
+            default = _yaml_value(f.default_factory())
+        else:
+            default = ""
+        item = {dict: args[-1] if args else None, list: args[0] if args else None}.get(origin)
+        child = hint if dataclasses.is_dataclass(hint) else item if dataclasses.is_dataclass(item) else None
+        doc = docs.get(f.name, "")
+        if not doc and child is not None:
+            doc = (inspect_doc(child) or "").strip()
+        rows.append((key, str(f.type), default, doc))
+        if child is not None:
+            sub = key + (".<name>." if origin is dict else "[]." if origin is list else ".")
+            rows += config_keys(child, sub)
+    return rows
+
+
+def inspect_doc(cls: type) -> str:
+    """The first paragraph of a class's own docstring, on one line ('' when it has none)."""
+    doc = cls.__dict__.get("__doc__") or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def config_reference() -> str:
+    """Markdown table of every config key (README "Configuration reference", ``python -m stress.config``)."""
+    import re
+
+    cell = lambda s: s.replace("|", "\\|")  # noqa: E731
+    text = lambda s: re.sub(r"<([\w.]+)>", r"&lt;\1&gt;", cell(s))  # outside code, <name> would be an HTML tag  # noqa: E731
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key, typ, default, doc in config_keys():
+        lines.append(f"| `{key}` | `{cell(typ)}` | {f'`{cell(default)}`' if default else ''} | {text(doc)} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    from stress.config import config_reference as _reference  # the package's own copy of the schemas
+
+    print(_reference(), end="")

@@ -4,6 +4,15 @@ common random numbers) and the month loop over a chunk of paths.
 ``build_problem`` turns config + loan tape into plain arrays; ``simulate`` runs paths
 [start, stop) and returns per-path losses, per-loan sums and fan samples. It is array-library
 generic: the same code runs on numpy (the reference) and on cupy.
+
+Importance sampling (``mc.importance_sampling``, Glasserman and Li 2005): the copula systematic
+factor and the demand innovations are drawn from the same Philox streams and then shifted to the
+adverse side (Z -> Z - a; market.py for demand). Each path carries the likelihood ratio of its
+shifted normals, per tenor: tenor k only sees the market up to its last month + the liquidation
+lag, so its weight multiplies the ratios of those months only (a smaller variance than the ratio
+of the whole horizon, and still unbiased because the later factors have mean 1). The per-loan and
+per-month sums are weighted; ``ChunkResult.weight`` (K, P) goes to the metrics. Without IS no
+line of the plain computation changes.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ class Problem:
     scenarios: tuple[str, ...]
     tenors: tuple[int, ...]
     loans: tuple[str, ...]
+    borrowers: tuple[str, ...]  # (L,) the tape's borrower of each loan (reporting group)
+    loan_chips: tuple[str, ...]  # (L,) the tape's chip family of each loan
     months: int
     lag: int
     market: market.MarketParams
@@ -61,6 +72,8 @@ class Problem:
     scrap: np.ndarray  # (L,)
     haircut: np.ndarray  # (S, H)
     sale_cost: float
+    importance_sampling: bool = False  # results carry likelihood-ratio weights (ChunkResult.weight)
+    is_shift_copula: float = 0.0  # IS: the copula systematic factor is drawn as Z - is_shift_copula
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -91,7 +104,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
 
     pd_mult = np.array([shocked_scalar(sc.shocks, "pd_multiplier", 1.0) for sc in scen])
     pd = np.clip(tape.pd_annual[None, :] * pd_mult[:, None], 0.0, 1.0)
-    cumulative_pd = -np.expm1(np.log1p(-pd)[:, :, None] * t_loan[None, None, :] / 12.0)
+    with np.errstate(divide="ignore"):  # pd = 1: log1p(-1) = -inf gives a cumulative PD of 1, as it should
+        cumulative_pd = -np.expm1(np.log1p(-pd)[:, :, None] * t_loan[None, None, :] / 12.0)
     threshold = ndtri(np.where(pd[:, :, None] >= 1.0, 1.0, cumulative_pd))
 
     alive = tape.gpus[:, None] * (1.0 - np.array([cfg.market.chips[c].failure_rate for c in tape.chip]))[:, None] ** (t_all[None, :] / 12.0)
@@ -117,6 +131,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         scenarios=tuple(cfg.scenario),
         tenors=tenors,
         loans=tuple(tape.loan_id),
+        borrowers=tuple(str(b) for b in tape.borrower),
+        loan_chips=tuple(str(c) for c in tape.chip),
         months=months,
         lag=lag,
         market=params,
@@ -147,6 +163,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         scrap=scrap,
         haircut=haircut,
         sale_cost=cfg.model.recovery.sale_cost,
+        importance_sampling=cfg.mc.importance_sampling,
+        is_shift_copula=cfg.mc.is_shift_copula if cfg.mc.importance_sampling else 0.0,
     )
 
 
@@ -166,6 +184,7 @@ class ChunkResult:
     dscr: np.ndarray  # (S, K, F, T) principal-weighted DSCR of live loans
     default_month: Optional[np.ndarray] = None  # (S, K, P, L) with output.paths
     default_cause: Optional[np.ndarray] = None
+    weight: Optional[np.ndarray] = None  # (K, P) importance-sampling likelihood ratios; None without IS
 
 
 @dataclass
@@ -211,6 +230,12 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     mstate = market.start(xp, prob.market, seed, paths)
     eps = rng.normals_block(xp, seed, paths, 0, rng.STREAM_COPULA_IDIO, L)
     z = rng.normals_block(xp, seed, paths, 0, rng.STREAM_COPULA_SYS, 1)
+    if prob.importance_sampling:  # same Philox normal, shifted after generation
+        shift = -prob.is_shift_copula
+        log_lr0 = -shift * z[:, 0] - 0.5 * shift * shift
+        z = z + shift
+        log_lr = xp.zeros((K, P))
+        weight_month = prob.tenor.max(axis=1) + prob.lag  # (K,) last market month each tenor sees
     load = dev(prob.copula_load, np.float64)
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 
@@ -230,6 +255,9 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     for t in range(1, H + 1):
         i = t - 1
         demand, price = market.advance(xp, prob.market, mstate, seed, paths, t, dtype)
+        if prob.importance_sampling:
+            for k in np.flatnonzero(weight_month == t):
+                log_lr[k] = log_lr0 if mstate.log_weight is None else log_lr0 + mstate.log_weight
         loan_price = price[:, :, chip]  # (S, P, L)
         value = recovery.collateral_value(xp, loan_price, dev(prob.value_income[:, i]), dev(prob.value_cost[:, i]),
                                           dev(prob.scrap))
@@ -259,11 +287,15 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 price_fan[:, :, :, i] = to_host(price[:, :F])
                 w = xp.where(was_live, weight, 0.0)
                 wsum = w.sum(-1)
+                serviced = was_live & (service[:, :, :F] > 0)  # a loan with nothing due has no DSCR
+                w_dscr = xp.where(serviced, weight, 0.0)
+                w_dscr_sum = w_dscr.sum(-1)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ltv = xp.where(was_live, opening / collateral[:, :, :F], 0.0)
-                    dscr = xp.where(was_live, cfads[:, None, :F] / service[:, :, :F], 0.0)
+                    dscr = xp.where(serviced, cfads[:, None, :F] / service[:, :, :F], 0.0)
                     ltv_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
-                    dscr_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * dscr).sum(-1) / wsum, xp.nan))
+                    dscr_fan[:, k0:, :, i] = to_host(
+                        xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
         idx = pending.pop(t, None)
         if idx is not None:  # collateral of the loans that defaulted `lag` months ago is sold now
             s_, k_, p_, l_ = idx
@@ -273,6 +305,9 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
     defaulted = rec.month > 0
+    if prob.importance_sampling:
+        return _weighted_result(xp, rec, defaulted, xp.exp(log_lr), start, S, K, T, price_fan, ltv_fan, dscr_fan,
+                                keep_paths, to_host)
     month_index = xp.where(defaulted, rec.month.astype(xp.int64) - 1, 0)
     flat = (xp.arange(S * K).reshape(S, K, 1, 1) * T + month_index)[defaulted]
     exposure_by_month = xp.bincount(flat, weights=rec.exposure[defaulted].astype(xp.float64), minlength=S * K * T)
@@ -293,4 +328,34 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         dscr=dscr_fan,
         default_month=to_host(rec.month) if keep_paths else None,
         default_cause=to_host(rec.cause) if keep_paths else None,
+    )
+
+
+def _weighted_result(xp, rec: DefaultRecords, defaulted, lr, start, S, K, T, price_fan, ltv_fan, dscr_fan,
+                     keep_paths, to_host) -> ChunkResult:
+    """The ChunkResult of an importance-sampled chunk: every sum over paths weighted by the path's
+    likelihood ratio for its tenor, ``lr`` (K, P)."""
+    cell = xp.broadcast_to(lr[None, :, :, None], defaulted.shape)
+    month_index = xp.where(defaulted, rec.month.astype(xp.int64) - 1, 0)
+    flat = (xp.arange(S * K).reshape(S, K, 1, 1) * T + month_index)[defaulted]
+    w = cell[defaulted]
+    exposure_by_month = xp.bincount(flat, weights=rec.exposure[defaulted].astype(xp.float64) * w, minlength=S * K * T)
+    cause_flat = (xp.arange(S * K).reshape(S, K, 1, 1) * 4 + rec.cause.astype(xp.int64) - 1)[defaulted]
+    causes = xp.bincount(cause_flat, weights=w, minlength=S * K * 4)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lgd = xp.where(defaulted, rec.loss / rec.exposure, 0.0)
+    return ChunkResult(
+        start=start,
+        loss=to_host(rec.loss.sum(-1, dtype=xp.float64)),
+        loan_loss=to_host((rec.loss * cell).sum(2, dtype=xp.float64)),
+        loan_defaults=to_host((defaulted * cell).sum(2)),
+        loan_lgd=to_host((lgd * cell).sum(2, dtype=xp.float64)),
+        defaulted_exposure=to_host(exposure_by_month.reshape(S, K, T)),
+        cause_count=to_host(causes.reshape(S, K, 4)),
+        price=price_fan,
+        ltv=ltv_fan,
+        dscr=dscr_fan,
+        default_month=to_host(rec.month) if keep_paths else None,
+        default_cause=to_host(rec.cause) if keep_paths else None,
+        weight=to_host(lr),
     )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,6 +20,46 @@ from .errors import OutputError
 from .waterfall import CAUSES
 
 FILENAMES = {"netcdf": "results.nc", "zarr": "results.zarr"}
+
+# The only variables in which NaN is a result rather than a bug, and what it means there. Every
+# other float variable must be finite everywhere, and no variable may hold an infinity:
+# check_finite() stops the run, before anything is written, naming the variable.
+NAN_MEANS = {
+    "lgd": "the loan never defaulted in this scenario and tenor (LGD given default is undefined)",
+    "default_share": "no loan defaulted in this scenario and tenor (no cause to share out)",
+    "ltv_fan": "no loan is live in that month on any fan path (all matured or defaulted), "
+               "or there are no fan paths (mc.fan_paths=0)",
+    "dscr_fan": "no loan is live with debt service due in that month on any fan path (all matured, "
+                "defaulted or owing nothing, like a bullet at 0%), or there are no fan paths (mc.fan_paths=0)",
+    "price_fan": "there are no fan paths (mc.fan_paths=0)",
+}
+NAN_POLICY = ("NaN appears only in " + ", ".join(NAN_MEANS) + ", with the meaning given by each one's "
+              "'nan_means' attribute; every other value is finite (checked before writing)")
+
+
+class NonFiniteResult(RuntimeError):
+    """An output variable holds NaN or infinity where it has no meaning: a bug in the model or the
+    engine, never the user's input (that is validated before any simulation)."""
+
+
+def check_finite(ds: xr.Dataset) -> None:
+    """Raise NonFiniteResult naming each float variable with a NaN outside NAN_MEANS or an infinity."""
+    bad = []
+    for name, var in ds.data_vars.items():
+        if not np.issubdtype(var.dtype, np.floating):
+            continue
+        values = np.asarray(var.values)
+        n_nan = int(np.isnan(values).sum())
+        n_inf = int(np.isinf(values).sum())
+        if n_inf:
+            bad.append(f"{name}: {n_inf} infinite value{'s' if n_inf > 1 else ''} of {values.size}")
+        if n_nan and name not in NAN_MEANS:
+            first = tuple(int(i) for i in np.argwhere(np.isnan(values))[0])
+            at = ", ".join(f"{d}={var[d].values[i] if d in var.coords else i}" for d, i in zip(var.dims, first))
+            bad.append(f"{name}: {n_nan} NaN of {values.size} (first at {at})")
+    if bad:
+        raise NonFiniteResult("results with NaN or infinity where none may be (a bug; nothing was written; "
+                              "please report it with the config and the tape): " + "; ".join(bad))
 
 
 def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
@@ -39,6 +81,7 @@ def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
         dscr=cat("dscr", 2),
         default_month=cat("default_month", 2) if paths else None,
         default_cause=cat("default_cause", 2) if paths else None,
+        weight=cat("weight", 1) if chunks[0].weight is not None else None,
     )
 
 
@@ -46,8 +89,18 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
     """The results Dataset with coordinates, units and run attributes."""
     n_paths = res.loss.shape[-1]
     total_principal = float(prob.principal.sum())
-    el, el_se = metrics.expected_loss(res.loss)
-    tail = metrics.tail_measures(res.loss, quantiles)
+    w = res.weight  # (K, P) importance-sampling likelihood ratios, or None
+    if prob.importance_sampling and w is None:
+        raise RuntimeError("importance sampling is on but the engine returned no path weights (an engine "
+                           "or executor that does not support mc.importance_sampling)")
+    el, el_se = metrics.expected_loss(res.loss, w)
+    tail = metrics.tail_measures(res.loss, quantiles, w)
+    if w is None:
+        fan = lambda a, axis, _: metrics.quantiles_along(a, fan_quantiles, axis=axis)  # noqa: E731
+    else:  # fan paths are the first paths; prices use the weight of the whole horizon (last tenor)
+        fan = lambda a, axis, wf: metrics.weighted_quantiles_along(a, wf, fan_quantiles, axis=axis)  # noqa: E731
+    n_fan = res.price.shape[1]
+    fan_w = (None, None) if w is None else (w[-1, :n_fan], w[:, None, :n_fan])
     with np.errstate(divide="ignore", invalid="ignore"):
         lgd = np.where(res.loan_defaults > 0, res.loan_lgd / res.loan_defaults, np.nan)
         n_defaults = res.cause_count.sum(-1, keepdims=True)
@@ -72,11 +125,11 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                          {"units": "1", "long_name": "cumulative exposure defaulted / portfolio principal"}),
         "default_share": (sk + ("cause",), share, {"units": "1", "long_name": "share of defaults by cause"}),
         "price_fan": (("scenario", "chip", "month", "fan_quantile"),
-                      metrics.quantiles_along(res.price, fan_quantiles, axis=1),
+                      fan(res.price, 1, fan_w[0]),
                       {"units": "USD per GPU-hour", "long_name": "spot rental price quantiles"}),
-        "ltv_fan": (sk + ("month", "fan_quantile"), metrics.quantiles_along(res.ltv, fan_quantiles, axis=2),
+        "ltv_fan": (sk + ("month", "fan_quantile"), fan(res.ltv, 2, fan_w[1]),
                     {"units": "1", "long_name": "principal-weighted LTV of live loans, quantiles"}),
-        "dscr_fan": (sk + ("month", "fan_quantile"), metrics.quantiles_along(res.dscr, fan_quantiles, axis=2),
+        "dscr_fan": (sk + ("month", "fan_quantile"), fan(res.dscr, 2, fan_w[1]),
                      {"units": "1", "long_name": "principal-weighted monthly DSCR of live loans, quantiles"}),
         "principal": (("loan",), prob.principal, {**usd, "long_name": "outstanding principal at the valuation date"}),
         "scheduled_payment": (("tenor", "loan", "month"), prob.scheduled_payment,
@@ -84,6 +137,11 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
         "scheduled_balance": (("tenor", "loan", "month"), prob.scheduled_balance,
                               {**usd, "long_name": "contractual balance after the month's payment"}),
     }
+    if w is not None:
+        data["weight"] = (("tenor", "path"), w, {
+            "units": "1", "long_name": "importance-sampling likelihood ratio of the path (mc.importance_sampling)",
+            "copula_shift": prob.is_shift_copula, "demand_innovation_shift": prob.market.demand_shift,
+            "note": "loss and loss_rate are the sampled (shifted) paths: weight them, e.g. (loss * weight).mean('path')"})
     if res.default_month is not None:
         data["default_month"] = (sk + ("path", "loan"), res.default_month,
                                  {"units": "month", "long_name": "month of default (1-based), 0 = none"})
@@ -95,6 +153,8 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
         "tenor": ("tenor", list(prob.tenors), {"units": "month", "long_name": "loan tenor",
                                                 "note": f"{TAPE_TENOR} = each loan's tenor_months"}),
         "loan": list(prob.loans),
+        "borrower": ("loan", np.array(prob.borrowers, dtype=str), {"long_name": "borrower of the loan (tape)"}),
+        "loan_chip": ("loan", np.array(prob.loan_chips, dtype=str), {"long_name": "GPU family financed by the loan (tape)"}),
         "path": np.arange(n_paths),
         "month": ("month", months, {"units": "month", "long_name": "months after the valuation date"}),
         "quantile": list(quantiles),
@@ -102,8 +162,40 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
         "chip": list(prob.market.chips),
         "cause": list(CAUSES[1:]),
     }
-    ds = xr.Dataset({k: xr.Variable(d, v, a) for k, (d, v, a) in data.items()}, coords=coords, attrs=attrs)
+    _check_nan_meaning(data, res)
+    for name, meaning in NAN_MEANS.items():
+        data[name][2]["nan_means"] = meaning
+    ds = xr.Dataset({k: xr.Variable(d, v, a) for k, (d, v, a) in data.items()}, coords=coords,
+                    attrs={**attrs, "nan_policy": NAN_POLICY})
+    check_finite(ds)
     return ds
+
+
+def _check_nan_meaning(data: dict, res: ChunkResult) -> None:
+    """NaN in an allow-listed variable must mean what NAN_MEANS says, nothing else: an LGD only
+    where the loan never defaulted, a default share only where nothing defaulted, a fan quantile
+    only where every fan path's sample is NaN (no live loan, or no fan path); and no fan sample
+    may be infinite (its quantiles would turn into NaN silently)."""
+    bad = []
+    never = res.loan_defaults == 0
+    if not np.array_equal(np.isnan(data["lgd"][1]), never):
+        bad.append("lgd: NaN for a loan that defaulted (a zero or NaN exposure at default?)")
+    none = res.cause_count.sum(-1, keepdims=True) == 0
+    if not np.array_equal(np.isnan(data["default_share"][1]), np.broadcast_to(none, res.cause_count.shape)):
+        bad.append("default_share: NaN although loans defaulted")
+    for name, samples, axis in (("price_fan", res.price, 1), ("ltv_fan", res.ltv, 2), ("dscr_fan", res.dscr, 2)):
+        samples = np.asarray(samples)
+        if np.isinf(samples).any():
+            what = {"ltv_fan": "a live loan with zero collateral value", "dscr_fan": "a live loan with zero debt "
+                    "service", "price_fan": "an infinite price"}[name]
+            bad.append(f"{name}: {int(np.isinf(samples).sum())} infinite samples on the fan paths ({what})")
+            continue
+        empty = np.all(np.isnan(samples), axis=axis)[..., None]
+        if not np.array_equal(np.isnan(data[name][1]), np.broadcast_to(empty, data[name][1].shape)):
+            bad.append(f"{name}: NaN quantiles where fan paths have live loans")
+    if bad:
+        raise NonFiniteResult("results with NaN or infinity where none may be (a bug; nothing was written; "
+                              "please report it with the config and the tape): " + "; ".join(bad))
 
 
 def run_attributes(config_yaml: str, seed: int, backend: str, precision: str, n_paths: int, version: str,
@@ -119,6 +211,21 @@ def run_attributes(config_yaml: str, seed: int, backend: str, precision: str, n_
         "kernel_hash": kernel_hash,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+_CODE_CODECS = re.compile(r'"(?:id|name)"\s*:\s*"(pickle|dill|cloudpickle)"', re.IGNORECASE)
+
+
+def unsafe_zarr_codecs(store: Path) -> list[Path]:
+    """Metadata files of a Zarr store that declare a codec which runs code when the data is read
+    (numcodecs' Pickle for object arrays). This package never writes one; a store that has one is
+    not data and must not be opened."""
+    found = []
+    for meta in sorted(Path(store).rglob("*")):
+        if meta.name in (".zarray", ".zmetadata", "zarr.json") and meta.is_file():
+            if _CODE_CODECS.search(meta.read_text(encoding="utf-8", errors="replace")):
+                found.append(meta)
+    return found
 
 
 def target_path(out_dir: str, fmt: str) -> Path:
@@ -139,24 +246,43 @@ def check_writable(out_dir: str, fmt: str, overwrite: bool) -> Path:
     return path
 
 
+def _reason(exc: BaseException) -> str:
+    """Plain words for a failed write: the OS error, and what usually causes it."""
+    if isinstance(exc, OSError):
+        hint = {errno.ENOSPC: " (the disk is full)", errno.EDQUOT: " (the disk quota is used up)",
+                errno.EACCES: " (no permission to write there)", errno.EPERM: " (no permission to write there)",
+                errno.EROFS: " (the file system is read-only)"}.get(exc.errno, "")
+        return f"{exc.strerror or exc}{hint}"
+    return f"{exc} (is the disk full?)"  # the netCDF4 library reports failed writes as RuntimeError
+
+
 def write(ds: xr.Dataset, out_dir: str, fmt: str, overwrite: bool) -> Path:
-    """Write to a temporary name in the same directory, then rename into place (atomic)."""
+    """Write to a temporary directory beside the target, then rename into place (atomic). On any
+    failure or interrupt the temporary directory is removed and an existing file is kept."""
+    check_finite(ds)
     path = check_writable(out_dir, fmt, overwrite)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent)) / path.name
+    tmp_dir = None
     try:
+        tmp_dir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
+        tmp = tmp_dir / path.name
         if fmt == "netcdf":
             ds.to_netcdf(tmp, engine="netcdf4")
         else:
             ds.to_zarr(tmp, mode="w")
-        if path.exists():
-            (shutil.rmtree if path.is_dir() else os.remove)(path)
+        if path.exists() and not overwrite:  # appeared while we were writing
+            raise OutputError(f"{path} already exists; choose another output.dir or set output.overwrite=true")
+        if path.is_dir() and not path.is_symlink():  # zarr: a directory cannot be replaced in one step
+            shutil.rmtree(path)
         os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"could not write {path}: {exc.strerror or exc}") from None
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, NonFiniteResult):
+            raise
+        raise OutputError(f"could not write {path}: {_reason(exc)}; nothing was written") from None
     except ImportError as exc:
         raise OutputError(f"output.format={fmt} needs an extra package: {exc}") from None
     finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+        if tmp_dir is not None:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
     return path
 
 
@@ -177,7 +303,7 @@ def summary_tables(ds: xr.Dataset, top_loans: int = 10):
                          m(cell.expected_loss), m(cell.expected_loss_se),
                          m(cell["var"].sel(quantile=q)), m(cell["var_se"].sel(quantile=q)),
                          m(cell.es.sel(quantile=q)), m(cell.es_se.sel(quantile=q)),
-                         f"{cell.loss_rate.mean().item():.2%}")
+                         f"{cell.expected_loss.item() / ds.principal.sum().item():.2%}")
     first = ds.scenario.values[0]
     el = ds.el.sel(scenario=first)
     order = el.isel(tenor=-1).argsort().values[::-1][:top_loans]

@@ -164,3 +164,34 @@ def test_cross_default_ties_a_borrowers_loans(tape):
     free = run(config(common, scen)).default_month.sel(scenario="base", tenor=36)
     assert (tied.isel(loan=0) == 1).all() and (tied.isel(loan=1) == 1).all() and (tied.isel(loan=2) == 0).all()
     assert (free.isel(loan=0) == 1).all() and (free.isel(loan=1) == 0).all()
+
+
+def test_cross_default_exposure_is_the_opening_balance(tape):
+    """A bullet loan that cannot refinance at maturity drags its borrower's annuity loan, in its
+    last month, into default: the annuity's exposure is its opening balance (the cross-default
+    pre-empts the payment), never the zero left after it."""
+    common = dict(borrower="A", pd_annual=0.0, contracted_share=1.0, contract_price=5.0, contract_months=60,
+                  ltv_max=1e4)
+    loans = [dict(amortization="bullet", **common), dict(amortization="annuity", **common)]
+    scen = {"base": [{"target": "price.all", "kind": "set", "value": 0.0, "start_month": 36}]}
+    ds = run(config([f"portfolio.path={tape(loans)}", "tenors=[36]", "model.cross_default=true",
+                     "model.channels=[refinancing]", "output.paths=true", *FAST], scen))
+    cell = ds.sel(scenario="base", tenor=36)
+    assert (cell.default_month == 36).all() and (cell.default_cause == 3).all()  # refinancing, spread
+    last_instalment = float(cell.scheduled_balance.isel(loan=1).sel(month=35))
+    assert np.isfinite(cell.lgd).all()
+    assert cell.el.isel(loan=1).item() <= last_instalment and cell.el.isel(loan=1).item() > 0
+
+
+def test_a_loan_swept_to_zero_is_repaid(tape):
+    """Huge cash flow and a DSCR covenant that always bites: the sweep repays the loan in its first
+    month; a 99%-a-year exogenous PD can then only strike in that month."""
+    loans = [dict(contracted_share=1.0, contract_price=50.0, dscr_min=1e3, pd_annual=0.99, asset_corr=0.0,
+                  ltv_max=1e4)]
+    ds = run(config([f"portfolio.path={tape(loans)}", "tenors=[60]", "model.channels=[exogenous]",
+                     "output.paths=true", "mc.paths=2000", "mc.fan_paths=0"], {"base": []}))
+    pd_first_month = 1 - (1 - 0.99) ** (1 / 12)  # 0.32
+    months = ds.default_month.sel(scenario="base", tenor=60).values
+    assert set(np.unique(months)) <= {0, 1}
+    p = (months == 1).mean()
+    assert abs(p - pd_first_month) < 4 * np.sqrt(pd_first_month * (1 - pd_first_month) / months.size)
