@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 from omegaconf import OmegaConf
 
+from . import results
 from .errors import StressError
 
 NOT_COMPARED = ("output", "executor", "quiet")  # config keys that cannot change results
@@ -169,29 +167,6 @@ def aggregate(root: Path) -> xr.Dataset:
     return combined
 
 
-def write(ds: xr.Dataset, out: Path, overwrite: bool) -> Path:
-    """Atomic write (temporary name in the same folder, then rename); never overwrites unasked."""
-    if out.exists() and not overwrite:
-        raise AggregateError(f"{out} already exists; give another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".partial-", dir=out.parent)) / out.name
-    try:
-        if out.suffix == ".zarr":
-            ds.to_zarr(tmp, mode="w")
-        else:
-            ds.to_netcdf(tmp, engine="netcdf4")
-        if out.exists():
-            (shutil.rmtree if out.is_dir() else os.remove)(out)
-        os.replace(tmp, out)
-    except OSError as exc:
-        raise AggregateError(f"could not write {out}: {exc.strerror or exc}") from None
-    except ImportError as exc:
-        raise AggregateError(f"writing {out.suffix} needs an extra package: {exc}") from None
-    finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
-    return out
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="stress-aggregate", description=__doc__.split("\n")[0].split(": ", 1)[1])
     ap.add_argument("multirun_dir", type=Path, help="the sweep directory of `stress-test --multirun`")
@@ -201,7 +176,10 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     try:
         ds = aggregate(args.multirun_dir)
-        path = write(ds, args.out or args.multirun_dir / "aggregate.nc", args.overwrite)
+        out = args.out or args.multirun_dir / "aggregate.nc"
+        if out.exists() and not args.overwrite:
+            raise AggregateError(f"{out} already exists; give another --out or pass --overwrite")
+        path = results.write_atomic(ds, out, "zarr" if out.suffix == ".zarr" else "netcdf", args.overwrite)
     except StressError as exc:
         print(f"stress-aggregate: error: {exc}", file=sys.stderr)
         sys.exit(2)

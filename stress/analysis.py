@@ -58,10 +58,7 @@ import copy
 import dataclasses
 import logging
 import math
-import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -73,7 +70,6 @@ from omegaconf import DictConfig, OmegaConf
 from . import backend as _backend
 from . import engine, metrics, results
 from .config import ScenarioConfig, ShockConfig, StressConfig, to_schema
-from .errors import OutputError
 from .portfolio import Portfolio, load_portfolio
 
 log = logging.getLogger("stress")
@@ -527,39 +523,6 @@ def output_path(out_dir: str, fmt: str, name: str) -> Path:
     return Path(out_dir) / f"analysis_{name}{FILE_SUFFIX[fmt]}"
 
 
-def _check_writable(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise OutputError(f"{path} already exists; choose another output.dir or set output.overwrite=true")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output directory {path.parent}: {exc.strerror}") from None
-    if not os.access(path.parent, os.W_OK):
-        raise OutputError(f"the output directory {path.parent} is not writable")
-
-
-def write(ds: xr.Dataset, path: Path, fmt: str, overwrite: bool) -> Path:
-    """Write to a temporary directory beside ``path``, then rename into place (atomic)."""
-    _check_writable(path, overwrite)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
-    try:
-        tmp = tmp_dir / path.name
-        if fmt == "netcdf":
-            ds.to_netcdf(tmp, engine="netcdf4")
-        else:
-            ds.to_zarr(tmp, mode="w")
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as exc:
-        raise OutputError(f"could not write {path}: {getattr(exc, 'strerror', None) or exc}; nothing was written") from None
-    except ImportError as exc:
-        raise OutputError(f"output.format={fmt} needs an extra package: {exc}") from None
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
-
-
 def analyze(config: DictConfig | StressConfig) -> xr.Dataset:
     """Run the analysis named by ``analysis`` (``run``: the main run, ``stress.run``) and return its
     Dataset; with ``output.dir``, also write ``analysis_<name>.nc`` there (never overwriting unless
@@ -572,7 +535,7 @@ def analyze(config: DictConfig | StressConfig) -> xr.Dataset:
     path = None
     if cfg.output.dir is not None:
         path = output_path(cfg.output.dir, cfg.output.format, cfg.analysis)
-        _check_writable(path, cfg.output.overwrite)
+        results.check_target(path, cfg.output.overwrite)
     tape = load_portfolio(tape_path(cfg), cfg.market.chips.keys())
     ctx = _Context(cfg=cfg, tape=tape, be=_backend.select(cfg.backend))
     started = time.perf_counter()
@@ -588,7 +551,7 @@ def analyze(config: DictConfig | StressConfig) -> xr.Dataset:
                 "importance_sampling": int(cfg.mc.importance_sampling), **ds.attrs,
                 "method": _method(cfg.analysis)}
     if path is not None:
-        ds.attrs["written_to"] = str(write(ds, path, cfg.output.format, cfg.output.overwrite))
+        ds.attrs["written_to"] = str(results.write_atomic(ds, path, cfg.output.format, cfg.output.overwrite))
     return ds
 
 

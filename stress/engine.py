@@ -304,42 +304,22 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag)
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
+    return _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
+                         lr=xp.exp(log_lr) if prob.importance_sampling else None)
+
+
+def _chunk_result(xp, rec: DefaultRecords, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
+                  lr=None) -> ChunkResult:
+    """Per-path losses and the sums over the chunk's paths. With importance sampling every sum is
+    weighted by the path's likelihood ratio for its tenor, ``lr`` (K, P)."""
+    S, K = rec.month.shape[:2]
     defaulted = rec.month > 0
-    if prob.importance_sampling:
-        return _weighted_result(xp, rec, defaulted, xp.exp(log_lr), start, S, K, T, price_fan, ltv_fan, dscr_fan,
-                                keep_paths, to_host)
+    cell = 1.0 if lr is None else xp.broadcast_to(lr[None, :, :, None], defaulted.shape)
+    w = None if lr is None else cell[defaulted]
     month_index = xp.where(defaulted, rec.month.astype(xp.int64) - 1, 0)
     flat = (xp.arange(S * K).reshape(S, K, 1, 1) * T + month_index)[defaulted]
-    exposure_by_month = xp.bincount(flat, weights=rec.exposure[defaulted].astype(xp.float64), minlength=S * K * T)
-    cause_flat = (xp.arange(S * K).reshape(S, K, 1, 1) * 4 + rec.cause.astype(xp.int64) - 1)[defaulted]
-    causes = xp.bincount(cause_flat, minlength=S * K * 4)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lgd = xp.where(defaulted, rec.loss / rec.exposure, 0.0)
-    return ChunkResult(
-        start=start,
-        loss=to_host(rec.loss.sum(-1, dtype=xp.float64)),
-        loan_loss=to_host(rec.loss.sum(2, dtype=xp.float64)),
-        loan_defaults=to_host(defaulted.sum(2)),
-        loan_lgd=to_host(lgd.sum(2, dtype=xp.float64)),
-        defaulted_exposure=to_host(exposure_by_month.reshape(S, K, T)),
-        cause_count=to_host(causes.reshape(S, K, 4)),
-        price=price_fan,
-        ltv=ltv_fan,
-        dscr=dscr_fan,
-        default_month=to_host(rec.month) if keep_paths else None,
-        default_cause=to_host(rec.cause) if keep_paths else None,
-    )
-
-
-def _weighted_result(xp, rec: DefaultRecords, defaulted, lr, start, S, K, T, price_fan, ltv_fan, dscr_fan,
-                     keep_paths, to_host) -> ChunkResult:
-    """The ChunkResult of an importance-sampled chunk: every sum over paths weighted by the path's
-    likelihood ratio for its tenor, ``lr`` (K, P)."""
-    cell = xp.broadcast_to(lr[None, :, :, None], defaulted.shape)
-    month_index = xp.where(defaulted, rec.month.astype(xp.int64) - 1, 0)
-    flat = (xp.arange(S * K).reshape(S, K, 1, 1) * T + month_index)[defaulted]
-    w = cell[defaulted]
-    exposure_by_month = xp.bincount(flat, weights=rec.exposure[defaulted].astype(xp.float64) * w, minlength=S * K * T)
+    exposure = rec.exposure[defaulted].astype(xp.float64)
+    exposure_by_month = xp.bincount(flat, weights=exposure if w is None else exposure * w, minlength=S * K * T)
     cause_flat = (xp.arange(S * K).reshape(S, K, 1, 1) * 4 + rec.cause.astype(xp.int64) - 1)[defaulted]
     causes = xp.bincount(cause_flat, weights=w, minlength=S * K * 4)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -348,7 +328,7 @@ def _weighted_result(xp, rec: DefaultRecords, defaulted, lr, start, S, K, T, pri
         start=start,
         loss=to_host(rec.loss.sum(-1, dtype=xp.float64)),
         loan_loss=to_host((rec.loss * cell).sum(2, dtype=xp.float64)),
-        loan_defaults=to_host((defaulted * cell).sum(2)),
+        loan_defaults=to_host(defaulted.sum(2) if lr is None else (defaulted * cell).sum(2)),
         loan_lgd=to_host((lgd * cell).sum(2, dtype=xp.float64)),
         defaulted_exposure=to_host(exposure_by_month.reshape(S, K, T)),
         cause_count=to_host(causes.reshape(S, K, 4)),
@@ -357,5 +337,5 @@ def _weighted_result(xp, rec: DefaultRecords, defaulted, lr, start, S, K, T, pri
         dscr=dscr_fan,
         default_month=to_host(rec.month) if keep_paths else None,
         default_cause=to_host(rec.cause) if keep_paths else None,
-        weight=to_host(lr),
+        weight=None if lr is None else to_host(lr),
     )

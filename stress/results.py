@@ -234,7 +234,11 @@ def target_path(out_dir: str, fmt: str) -> Path:
 
 def check_writable(out_dir: str, fmt: str, overwrite: bool) -> Path:
     """Refuse before any simulation if the results file exists and overwrite is off."""
-    path = target_path(out_dir, fmt)
+    return check_target(target_path(out_dir, fmt), overwrite)
+
+
+def check_target(path: Path, overwrite: bool) -> Path:
+    """``path`` may be written: it does not exist (or ``overwrite``) and its folder is writable."""
     if path.exists() and not overwrite:
         raise OutputError(f"{path} already exists; choose another output.dir or set output.overwrite=true")
     try:
@@ -257,10 +261,15 @@ def _reason(exc: BaseException) -> str:
 
 
 def write(ds: xr.Dataset, out_dir: str, fmt: str, overwrite: bool) -> Path:
-    """Write to a temporary directory beside the target, then rename into place (atomic). On any
-    failure or interrupt the temporary directory is removed and an existing file is kept."""
+    """The results Dataset, checked for NaN and infinity, written atomically to out_dir."""
     check_finite(ds)
-    path = check_writable(out_dir, fmt, overwrite)
+    return write_atomic(ds, target_path(out_dir, fmt), fmt, overwrite)
+
+
+def write_atomic(ds: xr.Dataset, path: Path, fmt: str, overwrite: bool) -> Path:
+    """Write to a temporary directory beside ``path``, then rename into place (atomic). On any
+    failure or interrupt the temporary directory is removed and an existing file is kept."""
+    check_target(path, overwrite)
     tmp_dir = None
     try:
         tmp_dir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
