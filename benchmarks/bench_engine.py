@@ -1,11 +1,14 @@
-"""Throughput of the numpy engine in loan-months per second, with a floor measured in the same run.
+"""Throughput of a CPU engine in loan-months per second, with a floor measured in the same run.
 
 One loan-month is one (scenario, tenor, path, loan, month) cell with month <= tenor (the engine
 also carries finished tenors and the liquidation lag, which are not counted). The floor is one numpy elementwise pass (b = a * c) over the same number of float64
 values, in cache-friendly blocks; the engine's time divided by the floor's is the number of
 such passes the engine spends per loan-month (the issue's goal: fewer than 50).
 
-    python benchmarks/bench_engine.py [--paths 2000] [--repeat 3] [--precision float64]
+    python benchmarks/bench_engine.py [--paths 2000] [--repeat 3] [--precision float64] [--backend numpy]
+
+``--backend host`` times the CUDA kernel compiled as host C++ (one thread per core) instead of
+the numpy reference engine.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 
 import numpy as np
 
-from stress import engine
+from stress import backend, engine
 from stress.config import compose, to_schema
 from stress.portfolio import load_portfolio
 from stress import tape_path
@@ -43,23 +46,25 @@ def main() -> None:
     ap.add_argument("--paths", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--precision", default="float64", choices=["float64", "float32"])
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "host"])
     args = ap.parse_args()
     cfg = to_schema(compose([f"mc.paths={args.paths}", "mc.fan_paths=0"]))
     prob = engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     S, K, L = prob.shape
+    be = backend.select(args.backend)
     chunk = max(1, (1 << 20) // (S * K * L))
     cells = S * args.paths * int(prob.tenor.sum())  # sum over tenors and loans of the months to maturity
     times = []
     for _ in range(args.repeat):
         t = time.perf_counter()
         for a in range(0, args.paths, chunk):
-            engine.simulate(np, prob, cfg.mc.seed, a, min(a + chunk, args.paths), 0, dtype=np.dtype(args.precision))
+            be.simulate(prob, cfg.mc.seed, a, min(a + chunk, args.paths), 0, dtype=np.dtype(args.precision))
         times.append(time.perf_counter() - t)
     run_s = statistics.median(times)
     floor_s = floor_seconds(cells, args.repeat)
     print(f"problem: {S} scenarios x tenors {list(prob.tenors)} x {args.paths} paths x {L} loans "
           f"= {cells:.3e} loan-months ({args.precision}, chunk {chunk} paths)")
-    print(f"numpy engine: {run_s:.2f} s (median of {args.repeat}; min {min(times):.2f}, max {max(times):.2f}) "
+    print(f"{args.backend} engine ({be.device}): {run_s:.2f} s (median of {args.repeat}; min {min(times):.2f}, max {max(times):.2f}) "
           f"-> {cells / run_s:.3e} loan-months/s")
     print(f"floor (one float64 elementwise pass over {cells:.3e} values): {floor_s:.3f} s")
     print(f"engine / floor = {run_s / floor_s:.1f} passes per loan-month (goal < 50)")
