@@ -45,7 +45,7 @@ class Gather:
     def __init__(self, ranges: list[tuple[int, int]], fan_paths: int):
         unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS}
         if unknown:  # a new field of ChunkResult must be declared here, with how it combines
-            raise NotImplementedError(f"executor.Gather does not know how to combine ChunkResult.{sorted(unknown)}")
+            raise TypeError(f"executor.Gather does not know how to combine ChunkResult.{sorted(unknown)}")
         self.starts = [a for a, _ in ranges]
         self.paths = ranges[-1][1] if ranges else 0
         self.fan_paths = max(0, min(fan_paths, self.paths))

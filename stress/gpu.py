@@ -21,6 +21,7 @@ import numpy as np
 
 from . import hostkernel
 from .engine import ChunkResult, Problem
+from .errors import ConfigError
 
 log = logging.getLogger("stress")
 BLOCK = 128  # threads per block; each thread runs one (scenario, path) at a time
@@ -47,7 +48,7 @@ def simulate(cp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     """Run paths [start, stop) on the current CUDA device; same outputs as stress.engine.simulate."""
     dtype = np.dtype(dtype)
     if getattr(prob, "importance_sampling", False):
-        raise NotImplementedError("the CUDA engine does not implement importance sampling (mc.importance_sampling)")
+        raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the CUDA engine")
     mod = module(cp)
     S, K, L = prob.shape
     C, T, P = len(prob.market.chips), prob.months, stop - start

@@ -26,6 +26,7 @@ import numpy as np
 from . import rng
 from .config import conf_dir
 from .engine import ChunkResult, Problem
+from .errors import ConfigError
 
 HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++")
 N_CAUSES = 4  # payment, covenant, refinancing, exogenous
@@ -150,7 +151,7 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     if getattr(prob, "importance_sampling", False):
-        raise NotImplementedError("the kernel engine does not implement importance sampling (mc.importance_sampling)")
+        raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the kernel engine")
     lib = load()
     S, K, L = prob.shape
     C, T, P = len(prob.market.chips), prob.months, stop - start

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import xarray as xr
 
-import stress
 from stress import checkpoint, engine, executor, results, run, tape_path
 from stress.config import to_schema
 from stress.errors import ConfigError, OutputError
@@ -44,8 +43,6 @@ def clean():
 
 @pytest.mark.parametrize("extra", [[], ["mc.importance_sampling=true"]], ids=["plain", "importance_sampling"])
 def test_gather_in_any_order_equals_combine(extra):
-    if extra and "importance_sampling" not in stress.config.MCConfig.__dataclass_fields__:
-        pytest.skip("no importance sampling in this version")
     cfg = to_schema(config(SMALL + ["output.paths=true", *extra]))
     prob = engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     ranges = executor.chunk_ranges(cfg.mc.paths, cfg.mc.chunk_paths)
