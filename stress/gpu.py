@@ -50,8 +50,7 @@ def simulate(cp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     if getattr(prob, "importance_sampling", False):
         raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the CUDA engine")
     mod = module(cp)
-    S, K, L = prob.shape
-    C, T, P = len(prob.market.chips), prob.months, stop - start
+    S, P = len(prob.scenarios), stop - start
     F = max(0, min(fan_paths, stop) - start)
     cfg = cp.asarray(hostkernel.config_vector(prob, seed, start, stop, fan_paths))
     reals, ints = (cp.asarray(a) for a in hostkernel.pack(prob))
@@ -64,29 +63,12 @@ def simulate(cp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     blocks = max(1, min(-(-S * P // BLOCK), sms * BLOCKS_PER_SM))
     per_thread = scratch_f64 if dtype == np.float64 else scratch_f32
     scratch = cp.empty(per_thread * blocks * BLOCK, dtype=cp.uint8)
-    out = dict(
-        loss=cp.zeros((S, K, P)),
-        loan_loss=cp.zeros((S, K, L)),
-        loan_defaults=cp.zeros((S, K, L), dtype=cp.uint64),
-        loan_lgd=cp.zeros((S, K, L)),
-        defaulted_exposure=cp.zeros((S, K, T)),
-        cause_count=cp.zeros((S, K, hostkernel.N_CAUSES), dtype=cp.uint64),
-        price=cp.full((S, F, C, T), cp.nan),
-        ltv=cp.full((S, K, F, T), cp.nan),
-        dscr=cp.full((S, K, F, T), cp.nan),
-        default_month=cp.zeros((S, K, P, L), dtype=cp.int16) if keep_paths else None,
-        default_cause=cp.zeros((S, K, P, L), dtype=cp.int8) if keep_paths else None,
-    )
+    out = hostkernel.kernel_outputs(cp, prob, P, F, keep_paths)
     # a null pointer for an empty or absent output: CuPy passes a Python int as a 64-bit value
     args = [a if a is not None and a.size else 0 for a in out.values()]
     name = "simulate_paths_f64" if dtype == np.float64 else "simulate_paths_f32"
     mod.get_function(name)((blocks,), (BLOCK,), (cfg, reals, ints, *args, scratch))
-    host = {k: (cp.asnumpy(v) if v is not None else None) for k, v in out.items()}
-    return ChunkResult(start=start, loss=host["loss"], loan_loss=host["loan_loss"],
-                       loan_defaults=host["loan_defaults"].astype(np.int64), loan_lgd=host["loan_lgd"],
-                       defaulted_exposure=host["defaulted_exposure"],
-                       cause_count=host["cause_count"].astype(np.int64), price=host["price"], ltv=host["ltv"],
-                       dscr=host["dscr"], default_month=host["default_month"], default_cause=host["default_cause"])
+    return hostkernel.chunk_result(start, {k: (cp.asnumpy(v) if v is not None else None) for k, v in out.items()})
 
 
 def with_memory_retry(run_paths: Callable[[int, int], ChunkResult], start: int, stop: int,

@@ -153,9 +153,7 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     if getattr(prob, "importance_sampling", False):
         raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the kernel engine")
     lib = load()
-    S, K, L = prob.shape
-    C, T, P = len(prob.market.chips), prob.months, stop - start
-    F = max(0, min(fan_paths, stop) - start)
+    P, F = stop - start, max(0, min(fan_paths, stop) - start)
     cfg = config_vector(prob, seed, start, stop, fan_paths)
     reals, ints = pack(prob)
     sizes = np.zeros(4, dtype=np.int64)
@@ -163,39 +161,40 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     assert (sizes[0], sizes[1]) == (reals.size, ints.size), "pack() and engine.cu disagree on the layout"
     scratch = np.empty(int(sizes[2 if dtype == np.float64 else 3]) * threads, dtype=np.uint8)
 
-    out = dict(
-        loss=np.zeros((S, K, P)),
-        loan_loss=np.zeros((S, K, L)),
-        loan_defaults=np.zeros((S, K, L), dtype=np.uint64),
-        loan_lgd=np.zeros((S, K, L)),
-        defaulted_exposure=np.zeros((S, K, T)),
-        cause_count=np.zeros((S, K, N_CAUSES), dtype=np.uint64),
-        price=np.full((S, F, C, T), np.nan),
-        ltv=np.full((S, K, F, T), np.nan),
-        dscr=np.full((S, K, F, T), np.nan),
-        default_month=np.zeros((S, K, P, L), dtype=np.int16) if keep_paths else None,
-        default_cause=np.zeros((S, K, P, L), dtype=np.int8) if keep_paths else None,
-    )
+    out = kernel_outputs(np, prob, P, F, keep_paths)
     kernel = lib.simulate_paths_f64 if dtype == np.float64 else lib.simulate_paths_f32
     kernel.restype = None
     args = [ctypes.c_void_p(_ptr(a)) for a in (cfg, reals, ints, *out.values(), scratch)]
     for thread in range(threads):
         lib.host_set_thread(1, threads, 0, thread)
         kernel(*args)
-    return ChunkResult(
-        start=start,
-        loss=out["loss"],
-        loan_loss=out["loan_loss"],
-        loan_defaults=out["loan_defaults"].astype(np.int64),
-        loan_lgd=out["loan_lgd"],
-        defaulted_exposure=out["defaulted_exposure"],
-        cause_count=out["cause_count"].astype(np.int64),
-        price=out["price"],
-        ltv=out["ltv"],
-        dscr=out["dscr"],
-        default_month=out["default_month"],
-        default_cause=out["default_cause"],
+    return chunk_result(start, out)
+
+
+def kernel_outputs(xp, prob: Problem, paths: int, fan_paths: int, keep_paths: bool) -> dict:
+    """The kernel's output arrays (library ``xp``), in its argument order: accumulators zeroed,
+    fans NaN-filled, per-path detail only with ``keep_paths`` (None otherwise)."""
+    S, K, L = prob.shape
+    C, T, P, F = len(prob.market.chips), prob.months, paths, fan_paths
+    return dict(
+        loss=xp.zeros((S, K, P)),
+        loan_loss=xp.zeros((S, K, L)),
+        loan_defaults=xp.zeros((S, K, L), dtype=xp.uint64),
+        loan_lgd=xp.zeros((S, K, L)),
+        defaulted_exposure=xp.zeros((S, K, T)),
+        cause_count=xp.zeros((S, K, N_CAUSES), dtype=xp.uint64),
+        price=xp.full((S, F, C, T), xp.nan),
+        ltv=xp.full((S, K, F, T), xp.nan),
+        dscr=xp.full((S, K, F, T), xp.nan),
+        default_month=xp.zeros((S, K, P, L), dtype=xp.int16) if keep_paths else None,
+        default_cause=xp.zeros((S, K, P, L), dtype=xp.int8) if keep_paths else None,
     )
+
+
+def chunk_result(start: int, out: dict) -> ChunkResult:
+    """The kernel's outputs (numpy arrays) as a ChunkResult."""
+    return ChunkResult(start=start, **{**out, "loan_defaults": out["loan_defaults"].astype(np.int64),
+                                       "cause_count": out["cause_count"].astype(np.int64)})
 
 
 def simulate_threads(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,
