@@ -167,13 +167,7 @@ def describe_shock(shock, cfg=None) -> str:
             return text + "."
     if parts[0] == "price" and len(parts) == 2:
         subject = "All chip rental prices" if parts[1] == "all" else f"{parts[1]} rental prices"
-        if kind == "mul":
-            effect = f"×{value:.2f} ({value - 1:+.0%})"
-        elif kind == "add":
-            effect = f"{value:+.2f} USD per GPU-hour"
-        else:
-            effect = f"set to {value:.2f} USD per GPU-hour"
-        return f"{subject} {effect}{_timing(shock)}."
+        return f"{subject} {_path_effect(kind, 'price', value)}{_timing(shock)}."
     if target == "pd_multiplier":
         if kind == "mul":
             effect = f"×{value:.2f}"
@@ -183,22 +177,27 @@ def describe_shock(shock, cfg=None) -> str:
             effect = f"multiplier set to {value:.2f}"
         return f"Exogenous (non-collateral) default probabilities {effect}, from the start."
     if target in PATH_SUBJECTS:
-        subject = PATH_SUBJECTS[target]
-        if kind == "mul":
-            effect = f"×{value:.2f} ({value - 1:+.0%})"
-        elif target == "demand":
-            effect = (f"shifted by {value:+.2f} standard deviations" if kind == "add"
-                      else f"set to {value:+.2f} standard deviations")
-        elif target in ("base_rate", "haircut"):
-            effect = (f"{value * 100:+.4g} percentage points" if kind == "add"
-                      else f"set to {value * 100:.4g}%")
-        elif target == "power_price":
-            effect = f"{value:+.3f} USD per kWh" if kind == "add" else f"set to {value:.3f} USD per kWh"
-        else:
-            effect = f"{value:+.2f}" if kind == "add" else f"set to {value:.2f}"
-        return f"{subject} {effect}{_timing(shock)}."
+        return f"{PATH_SUBJECTS[target]} {_path_effect(kind, target, value)}{_timing(shock)}."
     verb = {"add": "plus", "mul": "times", "set": "set to"}.get(kind, kind)
     return f"{target} {verb} {_num(value)}{_timing(shock)}."
+
+
+# How an add or a set shock on a path target reads ({v}: the value, {p}: the value in percent).
+ADD_SET_WORDS = {
+    "price": ("{v:+.2f} USD per GPU-hour", "set to {v:.2f} USD per GPU-hour"),
+    "demand": ("shifted by {v:+.2f} standard deviations", "set to {v:+.2f} standard deviations"),
+    "base_rate": ("{p:+.4g} percentage points", "set to {p:.4g}%"),
+    "haircut": ("{p:+.4g} percentage points", "set to {p:.4g}%"),
+    "power_price": ("{v:+.3f} USD per kWh", "set to {v:.3f} USD per kWh"),
+}
+
+
+def _path_effect(kind: str, target: str, value: float) -> str:
+    """The effect of a shock on a price or path target, in words with units."""
+    if kind == "mul":
+        return f"×{value:.2f} ({value - 1:+.0%})"
+    add, set_to = ADD_SET_WORDS.get(target, ("{v:+.2f}", "set to {v:.2f}"))
+    return (add if kind == "add" else set_to).format(v=value, p=value * 100)
 
 
 def scenario_definitions(ds: xr.Dataset) -> dict[str, tuple[str, list[str]]]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import numpy as np
 from omegaconf import OmegaConf
+from scipy import stats
 
 from stress import compose
 
@@ -40,3 +42,11 @@ def config(overrides=(), scenarios: dict | None = None):
     return cfg
 
 
+
+
+def assert_se_matches_seed_spread(values, standard_errors) -> None:
+    """Estimates from n independent seeds and their reported standard errors: (n - 1) s^2 / mean(se^2)
+    ~ chi2(n - 1) when the errors are right; accepted inside its central 99.9% interval."""
+    n = len(values)
+    statistic = (n - 1) * np.var(values, ddof=1) / np.mean(np.square(standard_errors))
+    assert stats.chi2.ppf(0.0005, n - 1) < statistic < stats.chi2.ppf(0.9995, n - 1), (values, standard_errors)

@@ -18,7 +18,7 @@ from stress.config import to_schema
 from stress.errors import ConfigError
 from stress.market import logit_intercept
 
-from support import config
+from support import assert_se_matches_seed_spread, config
 
 FAST = ["mc.fan_paths=0", "backend=numpy"]
 
@@ -125,9 +125,7 @@ def test_reverse_stress_standard_error_matches_seed_spread():
         cell = ds.sel(direction="price", target="el", tenor=36)
         xs.append(cell.reverse_stress.item())
         ses.append(cell.reverse_stress_se.item())
-    n = len(xs)
-    statistic = (n - 1) * np.var(xs, ddof=1) / np.mean(np.square(ses))
-    assert stats.chi2.ppf(0.0005, n - 1) < statistic < stats.chi2.ppf(0.9995, n - 1), (xs, ses)
+    assert_se_matches_seed_spread(xs, ses)
 
 
 # ------------------------------------------------------------------------------- sensitivities
@@ -181,9 +179,7 @@ def test_sensitivity_standard_error_matches_seed_spread():
                              f"mc.seed={seed}", "analyses.sensitivities.parameters=[price]", *FAST]))
         vals.append(ds.el_sensitivity.item())
         ses.append(ds.el_sensitivity_se.item())
-    n = len(vals)
-    statistic = (n - 1) * np.var(vals, ddof=1) / np.mean(np.square(ses))
-    assert stats.chi2.ppf(0.0005, n - 1) < statistic < stats.chi2.ppf(0.9995, n - 1), (vals, ses)
+    assert_se_matches_seed_spread(vals, ses)
 
 
 # ------------------------------------------------------------------------------- importance sampling

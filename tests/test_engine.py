@@ -7,7 +7,7 @@ from scipy import stats
 
 from stress import run
 
-from support import config
+from support import assert_se_matches_seed_spread, config
 
 FAST = ["mc.paths=300", "mc.fan_paths=20"]
 
@@ -124,9 +124,7 @@ def test_expected_loss_standard_error_matches_seed_spread():
         ds = run(config(["scenario=[baseline]", "tenors=[60]", "mc.paths=250", "mc.fan_paths=0", f"mc.seed={seed}"]))
         els.append(ds.expected_loss.item())
         ses.append(ds.expected_loss_se.item())
-    n = len(els)
-    statistic = (n - 1) * np.var(els, ddof=1) / np.mean(np.square(ses))
-    assert stats.chi2.ppf(0.0005, n - 1) < statistic < stats.chi2.ppf(0.9995, n - 1), (els, ses)
+    assert_se_matches_seed_spread(els, ses)
 
 
 def test_adverse_scenarios_lose_at_least_the_baseline():
