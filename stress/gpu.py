@@ -31,7 +31,8 @@ NVRTC_OPTIONS = ("-std=c++17", "--fmad=false")  # no fused multiply-add: stay cl
 
 @functools.lru_cache(maxsize=None)
 def _module(cp, source_hash: str):
-    """The compiled RawModule for the current kernel sources (one per process and hash)."""
+    """The compiled RawModule for the current kernel sources (one per process and hash;
+    ``source_hash`` is only the cache key, so edited sources are recompiled)."""
     root = hostkernel.kernels_dir()
     code = (root / "engine.cu").read_text()
     return cp.RawModule(code=code, options=(*NVRTC_OPTIONS, f"-I{root}"))
