@@ -19,6 +19,7 @@ from .configerrors import explain, schema_problems
 from .errors import ConfigError
 
 CHANNELS = ("payment", "covenant", "refinancing", "exogenous")
+VALUATION_METHODS = ("spot", "appraisal")
 BACKENDS = ("auto", "numpy", "cupy", "host")
 PRECISIONS = ("float64", "float32")
 FORMATS = ("netcdf", "zarr")
@@ -77,6 +78,8 @@ class ValuationConfig:
     utilization: float = 0.8  # utilisation assumed by the valuation (u_ref)
     pue: float = 1.3  # PUE assumed by the valuation
     power_price: float = 0.08  # USD/kWh assumed by the valuation
+    method: str = "spot"  # spot: income value at the month's spot price over the useful life (model v1) | appraisal: expected rents incl. contracts (v2)
+    appraisal_months: int = 6  # appraisal method: months between appraisals; the LTV and refinancing tests use the latest one
 
 
 @dataclass
@@ -447,6 +450,10 @@ def validate(cfg: StressConfig) -> None:
     _check(e, 0 < m.utilization.u_max <= 1, "market.utilization.u_max", "must be in (0, 1]")
     _check(e, 0 <= m.utilization.idle_power_share <= 1, "market.utilization.idle_power_share", "must be in [0, 1]")
     _check(e, m.valuation.discount_rate > -1, "market.valuation.discount_rate", "must be > -1")
+    _check(e, m.valuation.method in VALUATION_METHODS, "market.valuation.method",
+           f"must be one of {', '.join(VALUATION_METHODS)}; got {m.valuation.method!r}")
+    _check(e, 1 <= m.valuation.appraisal_months <= MAX_MONTHS, "market.valuation.appraisal_months",
+           f"must be in 1..{MAX_MONTHS} months, got {m.valuation.appraisal_months}")
 
     if not cfg.scenario:
         from .configerrors import group_options

@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 from scipy.special import ndtri
 
-from . import market, recovery, rng, schedule, waterfall
+from . import appraisal, market, recovery, rng, schedule, waterfall
 from .config import StressConfig
 from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
@@ -72,6 +72,7 @@ class Problem:
     scrap: np.ndarray  # (L,)
     haircut: np.ndarray  # (S, H)
     sale_cost: float
+    appraisal: Optional[appraisal.AppraisalParams] = None  # valuation method appraisal; None = spot (value_income/cost)
     importance_sampling: bool = False  # results carry likelihood-ratio weights (ChunkResult.weight)
     is_shift_copula: float = 0.0  # IS: the copula systematic factor is drawn as Z - is_shift_copula
 
@@ -163,6 +164,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         scrap=scrap,
         haircut=haircut,
         sale_cost=cfg.model.recovery.sale_cost,
+        appraisal=(appraisal.build(cfg, tape, params.chips, horizon)
+                   if cfg.market.valuation.method == "appraisal" else None),
         importance_sampling=cfg.mc.importance_sampling,
         is_shift_copula=cfg.mc.is_shift_copula if cfg.mc.importance_sampling else 0.0,
     )
@@ -252,6 +255,10 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     ltv_fan = np.full((S, K, F, T), np.nan)
     dscr_fan = np.full((S, K, F, T), np.nan)
 
+    ap = prob.appraisal
+    if ap is not None:  # the appraisal at the valuation date serves the LTV tests until the next one
+        every_cell = (xp.repeat(xp.arange(S), P), xp.tile(xp.arange(P), S))
+        appraised = (dev(ap.gpus) * _appraise(xp, prob, mstate, 0, *every_cell).reshape(S, P, L)).astype(dtype)
     for t in range(1, H + 1):
         i = t - 1
         demand, price = market.advance(xp, prob.market, mstate, seed, paths, t, dtype)
@@ -259,8 +266,9 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
             for k in np.flatnonzero(weight_month == t):
                 log_lr[k] = log_lr0 if mstate.log_weight is None else log_lr0 + mstate.log_weight
         loan_price = price[:, :, chip]  # (S, P, L)
-        value = recovery.collateral_value(xp, loan_price, dev(prob.value_income[:, i]), dev(prob.value_cost[:, i]),
-                                          dev(prob.scrap))
+        if ap is None:
+            value = recovery.collateral_value(xp, loan_price, dev(prob.value_income[:, i]),
+                                              dev(prob.value_cost[:, i]), dev(prob.scrap))
         if t <= T:
             while last_month[k0] < t:
                 k0 += 1
@@ -268,7 +276,10 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
             util = market.utilization(xp, prob.market, demand, chip, seed, paths, t, dtype)
             cfads = (dev(prob.contract_revenue[:, i]) - dev(prob.opex_base[:, :, i])[:, None, :]
                      + util * (dev(prob.merchant_hours[:, i]) * loan_price - dev(prob.opex_slope[:, :, i])[:, None, :]))
-            collateral = (dev(prob.gpus_alive[:, i]) * value)[:, None]
+            if ap is not None and t % ap.every == 0:
+                appraised = (dev(prob.gpus_alive[:, i]) * _appraise(xp, prob, mstate, t, *every_cell).reshape(S, P, L)
+                             ).astype(dtype)
+            collateral = (dev(prob.gpus_alive[:, i]) * value if ap is None else appraised)[:, None]
             opening = st.balance[:, :, :F]
             was_live = st.active[:, :, :F].copy()  # step() clears defaulted cells in place
             matures = prob.tenor[k0:] == t
@@ -299,13 +310,28 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         idx = pending.pop(t, None)
         if idx is not None:  # collateral of the loans that defaulted `lag` months ago is sold now
             s_, k_, p_, l_ = idx
+            if ap is None:
+                sold = value[s_, p_, l_]
+            else:  # a fresh appraisal at the sale month, of the (scenario, path) cells with a sale only
+                cells, which = xp.unique(s_.astype(xp.int64) * P + p_, return_inverse=True)
+                sold = _appraise(xp, prob, mstate, t, cells // P, cells % P)[which.reshape(-1), l_].astype(dtype)
             proceeds = recovery.liquidation_proceeds(
-                xp, dev(prob.gpus_alive[:, i])[l_], value[s_, p_, l_], dev(prob.haircut[:, i])[s_], prob.sale_cost,
+                xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag)
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
     return _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
                          lr=xp.exp(log_lr) if prob.importance_sampling else None)
+
+
+def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path):
+    """Appraised value per alive GPU (M, L), USD, at month t of the cells (scenario ``scen``, path
+    ``path``) (M,), from the market state of month t."""
+    dtilde = mstate.demand - prob.market.phi**t * mstate.demand0
+    launches = mstate.launch_month.shape
+    launch_month = xp.broadcast_to(mstate.launch_month, (launches[0], dtilde.shape[0], launches[2]))  # (S, 1, 0) without launches
+    return appraisal.appraise(xp, prob.appraisal, prob.market, prob.chip_of_loan, t, scen, dtilde[path],
+                              mstate.noise[path], launch_month[scen, path])
 
 
 def _chunk_result(xp, rec: DefaultRecords, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,

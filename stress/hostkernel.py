@@ -152,6 +152,9 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     if getattr(prob, "importance_sampling", False):
         raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the kernel engine")
+    if getattr(prob, "appraisal", None) is not None:
+        raise ConfigError("market.valuation.method=appraisal runs on backend=numpy only, not on the kernel engine; "
+                          "market.valuation.method=spot runs everywhere")
     lib = load()
     P, F = stop - start, max(0, min(fan_paths, stop) - start)
     cfg = config_vector(prob, seed, start, stop, fan_paths)

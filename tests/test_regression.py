@@ -10,7 +10,7 @@ from stress import run
 from support import REPO, config
 
 DATA = REPO / "tests" / "data"
-V1_MODEL = ["market=gpu_2026q4_v1"]
+V1_MODEL = ["market=gpu_2026q4_v1", "market.valuation.method=spot"]
 
 
 def test_v1_results_are_reproduced_bit_for_bit():
