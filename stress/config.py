@@ -131,12 +131,19 @@ class RecoveryConfig:
 
 
 @dataclass
+class CovenantConfig:
+    cash_trap: bool = False  # while LTV > ltv_max all excess cash prepays principal (false: model v1)
+    max_cures: int = 0  # equity cures of an LTV breach over the life, each up to the tape's cure_capacity (0: model v1)
+
+
+@dataclass
 class ModelConfig:
     channels: List[str] = field(default_factory=lambda: list(CHANNELS))  # default channels: payment, covenant, refinancing, exogenous
     cross_default: bool = False  # all loans of a borrower default together
     cure_months: int = 3  # consecutive months of LTV > ltv_max before a covenant default
     refi_ltv_max: float = 0.8  # a balloon/bullet above this LTV at maturity cannot refinance
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)  # liquidation of repossessed GPUs
+    covenant: CovenantConfig = field(default_factory=CovenantConfig)  # what an LTV breach does before it defaults
 
 
 @dataclass
@@ -417,6 +424,8 @@ def validate(cfg: StressConfig) -> None:
     bad = [c for c in cfg.model.channels if c not in CHANNELS]
     _check(e, not bad, "model.channels", f"unknown {bad}; allowed: {', '.join(CHANNELS)}")
     _check(e, cfg.model.cure_months >= 1, "model.cure_months", f"must be >= 1, got {cfg.model.cure_months}")
+    _check(e, 0 <= cfg.model.covenant.max_cures <= MAX_MONTHS, "model.covenant.max_cures",
+           f"must be in 0..{MAX_MONTHS}, got {cfg.model.covenant.max_cures}")
     _check(e, cfg.model.refi_ltv_max > 0, "model.refi_ltv_max", f"must be > 0, got {cfg.model.refi_ltv_max}")
     rec = cfg.model.recovery
     for key, v in (("haircut", rec.haircut), ("sale_cost", rec.sale_cost)):

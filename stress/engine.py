@@ -50,6 +50,7 @@ class Problem:
     rules: waterfall.Rules
     chip_of_loan: np.ndarray  # (L,) index into market.chips
     principal: np.ndarray  # (L,)
+    cure_capacity: np.ndarray  # (L,) equity the sponsor can inject over the life, USD
     dscr_min: np.ndarray  # (L,)
     ltv_max: np.ndarray  # (L,)
     refinanced: np.ndarray  # (L,) bullet or balloon
@@ -139,9 +140,12 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         market=params,
         rules=waterfall.Rules.from_channels(cfg.model.channels, cure_months=cfg.model.cure_months,
                                             refi_ltv_max=cfg.model.refi_ltv_max,
-                                            cross_default=cfg.model.cross_default),
+                                            cross_default=cfg.model.cross_default,
+                                            cash_trap=cfg.model.covenant.cash_trap,
+                                            max_cures=cfg.model.covenant.max_cures),
         chip_of_loan=chip_of_loan,
         principal=tape.principal.astype(float),
+        cure_capacity=tape.cure_capacity * tape.principal,
         dscr_min=tape.dscr_min,
         ltv_max=tape.ltv_max,
         refinanced=np.isin(tape.amortization, schedule.REFINANCED),
@@ -188,6 +192,8 @@ class ChunkResult:
     default_month: Optional[np.ndarray] = None  # (S, K, P, L) with output.paths
     default_cause: Optional[np.ndarray] = None
     weight: Optional[np.ndarray] = None  # (K, P) importance-sampling likelihood ratios; None without IS
+    loan_equity: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the equity injected by cures, USD
+    loan_equity_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
 
 
 @dataclass
@@ -242,7 +248,10 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     load = dev(prob.copula_load, np.float64)
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 
-    st = waterfall.open_state(xp, (S, K, P, L), prob.principal, prob.reserve_target, dtype)
+    cures = prob.rules.max_cures > 0
+    st = waterfall.open_state(xp, (S, K, P, L), prob.principal, prob.reserve_target, dtype,
+                              cure_capacity=prob.cure_capacity if cures else None)
+    equity = xp.zeros((S, K, P, L), dtype=xp.float64) if cures else None  # injected per cell, USD
     rec = DefaultRecords.empty(xp, (S, K, P, L), dtype)
     borrower = dev(prob.borrower) if prob.borrower is not None else None
     refinanced, dscr_min, ltv_max = dev(prob.refinanced, bool), dev(prob.dscr_min), dev(prob.ltv_max)
@@ -292,6 +301,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 exogenous_hit=copula <= xp.asarray(prob.exogenous_threshold[:, :, i])[:, None, None, :],
                 borrower=borrower, refinanced=refinanced, dscr_min=dscr_min,
                 reserve_target=reserve_target[:, k0:])
+            if cures:
+                equity[:, k0:] += st.injected
             if new is not None:
                 pending[t + prob.lag] = rec.add(new, t, k0)
             if F:
@@ -320,8 +331,12 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag)
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
-    return _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
-                         lr=xp.exp(log_lr) if prob.importance_sampling else None)
+    res = _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
+                        lr=xp.exp(log_lr) if prob.importance_sampling else None)
+    if cures:
+        cell = equity if not prob.importance_sampling else equity * xp.exp(log_lr)[None, :, :, None]
+        res.loan_equity, res.loan_equity_sq = to_host(cell.sum(2)), to_host((cell * cell).sum(2))
+    return res
 
 
 def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path):

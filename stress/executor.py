@@ -41,16 +41,18 @@ class Gather:
     PER_PATH = {"loss": 2, "default_month": 2, "default_cause": 2, "weight": 1}  # weight: (K, P) with IS
     FANS = {"price": 1, "ltv": 2, "dscr": 2}
     SUMS = ("loan_loss", "loan_defaults", "loan_lgd", "defaulted_exposure", "cause_count")
+    OPTIONAL_SUMS = ("loan_equity", "loan_equity_sq")  # None in every chunk, or summed like SUMS
 
     def __init__(self, ranges: list[tuple[int, int]], fan_paths: int):
-        unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS}
+        unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS,
+                                                             *self.OPTIONAL_SUMS}
         if unknown:  # a new field of ChunkResult must be declared here, with how it combines
             raise TypeError(f"executor.Gather does not know how to combine ChunkResult.{sorted(unknown)}")
         self.starts = [a for a, _ in ranges]
         self.paths = ranges[-1][1] if ranges else 0
         self.fan_paths = max(0, min(fan_paths, self.paths))
         self.arrays: dict[str, Optional[np.ndarray]] = {}
-        self.sums: dict[str, object] = dict.fromkeys(self.SUMS, 0)
+        self.sums: dict[str, object] = {**dict.fromkeys(self.SUMS, 0), **dict.fromkeys(self.OPTIONAL_SUMS)}
         self.waiting: dict[int, dict] = {}
         self.next = 0  # index into starts of the next chunk whose sums are due
 
@@ -71,11 +73,14 @@ class Gather:
             self._place(name, getattr(res, name), axis, res.start, self.paths)
         for name, axis in self.FANS.items():
             self._place(name, getattr(res, name), axis, min(res.start, self.fan_paths), self.fan_paths)
-        self.waiting[res.start] = {name: getattr(res, name) for name in self.SUMS}
+        self.waiting[res.start] = {name: getattr(res, name) for name in (*self.SUMS, *self.OPTIONAL_SUMS)}
         while self.next < len(self.starts) and self.starts[self.next] in self.waiting:
             part = self.waiting.pop(self.starts[self.next])
             for name in self.SUMS:  # exactly sum() over the chunks sorted by start, as results.combine
                 self.sums[name] = self.sums[name] + part[name]
+            for name in self.OPTIONAL_SUMS:
+                if part[name] is not None:
+                    self.sums[name] = part[name] if self.sums[name] is None else self.sums[name] + part[name]
             self.next += 1
 
     def result(self) -> ChunkResult:

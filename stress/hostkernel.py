@@ -155,6 +155,10 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     if getattr(prob, "appraisal", None) is not None:
         raise ConfigError("market.valuation.method=appraisal runs on backend=numpy only, not on the kernel engine; "
                           "market.valuation.method=spot runs everywhere")
+    rules = getattr(prob, "rules", None)
+    if rules is not None and (rules.cash_trap or rules.max_cures > 0):
+        raise ConfigError("model.covenant.cash_trap=true and model.covenant.max_cures > 0 run on backend=numpy only, "
+                          "not on the kernel engine")
     lib = load()
     P, F = stop - start, max(0, min(fan_paths, stop) - start)
     cfg = config_vector(prob, seed, start, stop, fan_paths)

@@ -52,6 +52,7 @@ LIMITS = {
     "reserve_months": MAX_MONTHS,
     "dscr_min": 1e6,  # a large value is fine: it switches the covenant off
     "ltv_max": 1e6,
+    "cure_capacity": 10.0,  # share of principal (a sponsor injecting 10x the loan is surely a typo)
 }
 _DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+")  # 0,12 or 1.234,5 (European)
 _COMMA_NUMBER = re.compile(r"[+-]?[\d.]*\d,[\d,.]*")  # a number-like cell with a comma
@@ -87,6 +88,7 @@ class Portfolio:
     ltv_max: np.ndarray  # float64; LTV above this (for cure_months) is an event of default
     pd_annual: np.ndarray  # float64; exogenous default probability, decimal per year
     asset_corr: np.ndarray  # float64; Gaussian-copula correlation of the exogenous channel, 0..1
+    cure_capacity: np.ndarray  # float64; optional (missing = 0): equity the sponsor can inject over the life, share of principal
     line: np.ndarray  # int64; line of the loan in the tape (header = 1; Parquet: row number + 1)
 
     def __len__(self) -> int:
@@ -94,9 +96,10 @@ class Portfolio:
         return len(self.loan_id)
 
 
+OPTIONAL = {"cure_capacity": "0"}  # columns a tape may leave out, with the cell that stands in for them
 COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in fields(Portfolio) if f.name not in ("source", "line")
-)  # the tape's columns, DESIGN 2.1 order
+    f.name for f in fields(Portfolio) if f.name not in ("source", "line", *OPTIONAL)
+)  # the tape's required columns, DESIGN 2.1 order
 
 _Parser = Callable[[str], str | int | float]
 
@@ -206,6 +209,7 @@ def _schema(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
         "ltv_max": (_number(0, low_open=True, limit=LIMITS["ltv_max"]), np.float64),
         "pd_annual": (_number(0, 1, hint="decimal per year, e.g. 0.02 for 2%"), np.float64),
         "asset_corr": (_number(0, 1), np.float64),
+        "cure_capacity": (_number(0, limit=LIMITS["cure_capacity"], hint=share), np.float64),
     }
 
 
@@ -305,7 +309,7 @@ def _refuse_other_separators(path: Path, text: str, header: list[str]) -> None:
             loan = cells[id_at].strip() if id_at is not None and id_at < len(cells) else ""
             where = f"line {line} ({f'loan_id {loan!r}' if loan else 'no loan_id'})"
             for name, cell in zip(names, cells):
-                if name in COLUMNS and _DECIMAL_COMMA.fullmatch(cell.strip()):
+                if (name in COLUMNS or name in OPTIONAL) and _DECIMAL_COMMA.fullmatch(cell.strip()):
                     commas.append(f"{where}, column {name!r}: decimal comma in {cell.strip()!r}")
         decimals = " and decimal commas" if commas else ""
         head = (
@@ -386,13 +390,13 @@ def _check_header(table: _Table, problems: list[str]) -> dict[str, int]:
     unknown = [
         f"{name!r} (column {p + 1})"
         for name, ps in positions.items()
-        if name not in COLUMNS
+        if name not in COLUMNS and name not in OPTIONAL
         for p in ps
     ]
     if unknown:
         problems.append(
             f"{where}: unknown columns {', '.join(unknown)}; "
-            f"the expected columns are {', '.join(COLUMNS)}"
+            f"the expected columns are {', '.join(COLUMNS)} (optional: {', '.join(OPTIONAL)})"
         )
     duplicated = [
         f"{name!r} (columns {', '.join(str(p + 1) for p in ps)})"
@@ -401,7 +405,7 @@ def _check_header(table: _Table, problems: list[str]) -> dict[str, int]:
     ]
     if duplicated:
         problems.append(f"{where}: duplicated columns {', '.join(duplicated)}")
-    return {name: ps[0] for name, ps in positions.items() if name in COLUMNS and len(ps) == 1}
+    return {name: ps[0] for name, ps in positions.items() if (name in COLUMNS or name in OPTIONAL) and len(ps) == 1}
 
 
 def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:
@@ -437,6 +441,9 @@ def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:
             )
             if balloon:
                 problems.append(f"{where}, column 'balloon_pct': {balloon}")
+        for name, cell in OPTIONAL.items():
+            if name not in index and name not in table.header:
+                row[name] = schema[name][0](cell)
         parsed.append(row)
     if problems:
         _fail(source, problems)

@@ -82,6 +82,8 @@ def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
         default_month=cat("default_month", 2) if paths else None,
         default_cause=cat("default_cause", 2) if paths else None,
         weight=cat("weight", 1) if chunks[0].weight is not None else None,
+        loan_equity=add("loan_equity") if chunks[0].loan_equity is not None else None,
+        loan_equity_sq=add("loan_equity_sq") if chunks[0].loan_equity is not None else None,
     )
 
 
@@ -142,6 +144,13 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
             "units": "1", "long_name": "importance-sampling likelihood ratio of the path (mc.importance_sampling)",
             "copula_shift": prob.is_shift_copula, "demand_innovation_shift": prob.market.demand_shift,
             "note": "loss and loss_rate are the sampled (shifted) paths: weight them, e.g. (loss * weight).mean('path')"})
+    if res.loan_equity is not None:  # SE of a mean over paths: sqrt((E[x^2] - E[x]^2) / (n - 1))
+        mean = res.loan_equity / n_paths
+        spread = np.maximum(res.loan_equity_sq / n_paths - mean**2, 0.0)
+        data["equity_cure"] = (sk + ("loan",), mean, {**usd, "long_name": "mean equity injected by cures of LTV breaches "
+                                                                          "(undiscounted, never lender loss)"})
+        data["equity_cure_se"] = (sk + ("loan",), np.sqrt(spread / max(n_paths - 1, 1)),
+                                  {**usd, "long_name": "Monte Carlo standard error of equity_cure"})
     if res.default_month is not None:
         data["default_month"] = (sk + ("path", "loan"), res.default_month,
                                  {"units": "month", "long_name": "month of default (1-based), 0 = none"})

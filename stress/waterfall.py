@@ -10,7 +10,15 @@ refinancing default happens after the last regular instalment, on the balance le
 
 The reserve pays any shortfall of CFADS against the debt service (CFADS can be negative: opex is
 senior); a surplus first tops the reserve up to its target, the rest is released to the borrower
-or, while the trailing three-month DSCR is below ``dscr_min``, swept to prepay principal.
+or, while the trailing three-month DSCR is below ``dscr_min`` (or, with ``Rules.cash_trap``, while
+the LTV is above ``ltv_max``), swept to prepay principal.
+
+Equity cures (``Rules.max_cures`` > 0): when the breach counter reaches ``cure_months`` the sponsor
+injects x = balance - ltv_max x collateral, which prepays principal before interest and restarts the
+counter, if x fits in the capacity left and fewer than ``max_cures`` cures were used; otherwise the
+loan defaults (covenant) on the opening balance. Cures never count as lender loss. The CUDA twin of
+``step`` is ``waterfall_month`` in kernels/model.cuh, which has neither the cash trap nor cures yet
+(the kernel engines refuse them).
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ class Rules:
     cure_months: int = 3
     refi_ltv_max: float = 0.8
     cross_default: bool = False
+    cash_trap: bool = False  # while LTV > ltv_max all excess cash prepays principal
+    max_cures: int = 0  # equity cures of an LTV breach over the life (0: a breach for cure_months defaults)
 
     @classmethod
     def from_channels(cls, channels, **kwargs) -> "Rules":
@@ -55,10 +65,14 @@ class LoanState:
     cfads2: object
     service1: object  # debt service of the last two months
     service2: object
+    cures: object = None  # equity cures used so far (int16); None without cures (Rules.max_cures = 0)
+    capacity: object = None  # equity the sponsor can still inject, USD
+    injected: object = None  # equity injected by this month's cure, USD (0 where none)
 
     def drop_leading_tenors(self, n: int) -> None:
         """Forget the first n tenors (all their loans have matured or defaulted)."""
-        for name in ("balance", "reserve", "active", "breach", "service1", "service2"):
+        names = ("balance", "reserve", "active", "breach", "service1", "service2")
+        for name in names + (("cures", "capacity") if self.cures is not None else ()):
             setattr(self, name, getattr(self, name)[:, n:])
 
 
@@ -73,10 +87,14 @@ class NewDefaults:
     annual_rate: object  # loan rate at default, per year
 
 
-def open_state(xp, shape, principal, reserve_target, dtype) -> LoanState:
-    """State at the valuation date: full principal, reserve funded to target, no history."""
+def open_state(xp, shape, principal, reserve_target, dtype, cure_capacity=None) -> LoanState:
+    """State at the valuation date: full principal, reserve funded to target, no history; with
+    ``cure_capacity`` (L,) USD, no cure used yet and that much equity to inject."""
     s, k, p, n = shape
-    return LoanState(
+    cures = {} if cure_capacity is None else dict(
+        cures=xp.zeros(shape, dtype=xp.int16),
+        capacity=xp.broadcast_to(xp.asarray(cure_capacity, dtype=dtype), shape).copy())
+    return LoanState(**cures,
         balance=xp.broadcast_to(xp.asarray(principal, dtype=dtype), shape).copy(),
         reserve=xp.broadcast_to(xp.asarray(reserve_target, dtype=dtype)[None, :, None, :], shape).copy(),
         active=xp.ones(shape, dtype=bool),
@@ -101,6 +119,17 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
     """
     shape = st.balance.shape
     b0, r0 = st.balance, st.reserve
+    breached = b0 > ltv_limit
+    st.breach = (st.breach + 1) * breached
+    if st.cures is not None and rules.covenant:  # a breach for cure_months: the sponsor brings the LTV
+        cure = xp.maximum(b0 - ltv_limit, 0.0)      # back to ltv_max if the capacity and max_cures allow
+        cured = (st.breach >= rules.cure_months) & (st.cures < rules.max_cures) & (cure <= st.capacity) & st.active
+        st.injected = xp.where(cured, cure, 0.0)
+        b0 = b0 - st.injected  # applied before interest
+        st.capacity = st.capacity - st.injected
+        st.cures = st.cures + cured
+        st.breach = st.breach * ~cured
+        breached = breached & ~cured
     due = xp.maximum(b0 - regular_balance, 0.0)
     service = b0 * monthly_rate + due
     cash = r0 + (cfads - service)  # reserve after the service is paid from CFADS; < 0: shortfall
@@ -108,9 +137,10 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
     r1 = xp.minimum(xp.maximum(cash, 0.0), cap)  # draw the reserve, or top it up to its target
     excess = xp.maximum(cash - cap, 0.0)  # released to the borrower, or swept if the covenant bites
     sweep = (cfads + st.cfads1 + st.cfads2) < dscr_min * (service + st.service1 + st.service2)
+    if rules.cash_trap:
+        sweep = sweep | breached
     b1 = b0 - due
     b1 = b1 - xp.minimum(excess, b1) * sweep
-    st.breach = (st.breach + 1) * (b0 > ltv_limit)
 
     payment_hit = cash < -ROUNDING * service
     event = payment_hit if rules.payment else xp.zeros(shape, dtype=bool)

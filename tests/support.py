@@ -23,10 +23,12 @@ LOAN = dict(
 
 
 def write_tape(path: Path, loans: list[dict]) -> Path:
-    """A CSV loan tape with the DESIGN 2.1 columns; each loan overrides the defaults above."""
+    """A CSV loan tape with the required columns (and cure_capacity where a loan gives it, 0 for the
+    others); each loan overrides the defaults above."""
     rows = [{**LOAN, "loan_id": f"L-{i + 1}", **loan} for i, loan in enumerate(loans)]
+    optional = [name for name in ("cure_capacity",) if any(name in row for row in rows)]
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(LOAN))
+        writer = csv.DictWriter(f, fieldnames=list(LOAN) + optional, restval="0")
         writer.writeheader()
         writer.writerows(rows)
     return path

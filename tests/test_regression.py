@@ -10,7 +10,8 @@ from stress import run
 from support import REPO, config
 
 DATA = REPO / "tests" / "data"
-V1_MODEL = ["market=gpu_2026q4_v1", "market.valuation.method=spot"]
+V1_MODEL = ["market=gpu_2026q4_v1", "market.valuation.method=spot", "model.covenant.cash_trap=false",
+            "model.covenant.max_cures=0"]
 
 
 def test_v1_results_are_reproduced_bit_for_bit():
