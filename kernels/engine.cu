@@ -28,7 +28,8 @@
 //
 // config (int64[CFG_SIZE]): S, K, L, C, N, B, T, lag, P, first_path (global index of the chunk's
 //   first path, the Philox counter), F, seed low 32 bits, seed high 32 bits, channel bits
-//   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months.
+//   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months, cash_trap
+//   (0/1), max_cures.
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
 //   scalars[7]          phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost
@@ -44,7 +45,7 @@
 //   price_a[S,C,H], price_b[S,C,H]             price shock maps
 //   principal[L], dscr_min[L], ltv_max[L]      USD, 1, 1
 //   copula_load[L]      sqrt(rho)              copula_idio[L]     sqrt(1 - rho)
-//   scrap[L]            USD per GPU
+//   scrap[L]            USD per GPU            cure_capacity[L]   USD the sponsor can inject
 //   reserve_target[K,L] USD                    regular_balance[K,L,T]  USD after the regular payment
 //   monthly_rate[S,L,T] loan rate per month    exogenous_threshold[S,L,T]  Phi^-1(cumulative PD)
 //   gpus_alive[L,H], contract_revenue[L,H] (USD), merchant_hours[L,H] (GPU-h),
@@ -63,6 +64,8 @@
 //   price_fan[S,F,C,T] f64         spot prices of the fan paths (null when F = 0)
 //   ltv_fan[S,K,F,T], dscr_fan[S,K,F,T] f64  principal-weighted LTV and DSCR of live loans
 //   default_month[S,K,P,L] i16, default_cause[S,K,P,L] i8   per path detail (null unless asked)
+//   loan_equity[S,K,L], loan_equity_sq[S,K,L] f64  sums over paths of the equity cures of a cell and of
+//                                  their squares, USD (null without cures)               (atomicAdd)
 // scratch: bytes_per_thread (from simulate_layout) x gridDim.x x blockDim.x, uninitialised.
 // ------------------------------------------------------------------------------------------------
 
@@ -87,6 +90,8 @@ enum ConfigIndex : int {
   CFG_CHANNELS,
   CFG_CROSS_DEFAULT,
   CFG_CURE_MONTHS,
+  CFG_CASH_TRAP,
+  CFG_MAX_CURES,
   CFG_SIZE
 };
 enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
@@ -105,8 +110,8 @@ struct Dims {
   int S, K, L, C, N, B, T, H, lag;
   long long P, first_path, F;
   unsigned long long seed;
-  int channels, cure_months;
-  bool cross_default;
+  int channels, cure_months, max_cures;
+  bool cross_default, cash_trap;
 
   __host__ __device__ explicit Dims(const long long* cfg)
       : S(int(cfg[CFG_SCENARIOS])), K(int(cfg[CFG_TENORS])), L(int(cfg[CFG_LOANS])), C(int(cfg[CFG_CHIPS])),
@@ -115,7 +120,8 @@ struct Dims {
         first_path(cfg[CFG_FIRST_PATH]), F(cfg[CFG_FAN_PATHS]),
         seed((unsigned long long)(cfg[CFG_SEED_HI]) << 32 | (unsigned long long)(cfg[CFG_SEED_LO])),
         channels(int(cfg[CFG_CHANNELS])), cure_months(int(cfg[CFG_CURE_MONTHS])),
-        cross_default(cfg[CFG_CROSS_DEFAULT] != 0) {}
+        max_cures(int(cfg[CFG_MAX_CURES])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
+        cash_trap(cfg[CFG_CASH_TRAP] != 0) {}
 };
 
 // Read-only views into `reals` and `ints`, in the documented order. With null bases only the
@@ -127,7 +133,7 @@ struct Tables {
   const double *launch_ramp, *launch_jitter, *launch_month, *launch_log_step;
   const double *demand_a, *demand_b, *util_a, *util_b, *haircut;
   const double *price_a, *price_b;
-  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap;
+  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap, *cure_capacity;
   const double *reserve_target, *regular_balance;
   const double *monthly_rate, *exogenous_threshold;
   const double *gpus_alive, *contract_revenue, *merchant_hours, *value_income, *value_cost;
@@ -156,7 +162,7 @@ struct Tables {
     haircut = real(S * H);
     price_a = real(S * C * H), price_b = real(S * C * H);
     principal = real(L), dscr_min = real(L), ltv_max = real(L), copula_load = real(L), copula_idio = real(L);
-    scrap = real(L);
+    scrap = real(L), cure_capacity = real(L);
     reserve_target = real(K * L), regular_balance = real(K * L * T);
     monthly_rate = real(S * L * T), exogenous_threshold = real(S * L * T);
     gpus_alive = real(L * H), contract_revenue = real(L * H), merchant_hours = real(L * H);
@@ -178,6 +184,8 @@ struct Outputs {
   double* dscr_fan;
   short* default_month;
   signed char* default_cause;
+  double* loan_equity;
+  double* loan_equity_sq;
 };
 
 // A per-thread array in the scratch: element i of thread tid at base[i n_threads + tid], so that
@@ -214,6 +222,9 @@ struct Scratch {
   Column<T> cfads1, cfads2;  // [L] CFADS of the last two months, USD
   Column<T> balance, reserve, service1, service2;  // [K L] model::Cell
   Column<int> breach;                             // [K L]
+  Column<int> cures;                              // [K L] equity cures used
+  Column<T> capacity;                             // [K L] equity the sponsor can still inject, USD
+  Column<double> equity;                          // [K L] equity injected so far, USD
   Column<int> default_month;                      // [K L] 1-based, 0 = none, REPAID_EARLY = swept to zero
   Column<T> exposure, reserve_at_default;         // [K L] USD, recorded at default
   Column<int> defaults_at;                        // [T] defaults in each month (sales due lag months later)
@@ -232,6 +243,7 @@ struct Scratch {
     price = a.take<T>(d.C), cfads1 = a.take<T>(d.L), cfads2 = a.take<T>(d.L);
     balance = a.take<T>(cells), reserve = a.take<T>(cells), service1 = a.take<T>(cells), service2 = a.take<T>(cells);
     breach = a.take<int>(cells), default_month = a.take<int>(cells);
+    cures = a.take<int>(cells), capacity = a.take<T>(cells), equity = a.take<double>(cells);
     exposure = a.take<T>(cells), reserve_at_default = a.take<T>(cells);
     defaults_at = a.take<int>(d.T);
     fan_weight = a.take<T>(d.K), fan_ltv = a.take<T>(d.K), fan_dscr = a.take<T>(d.K);
@@ -263,7 +275,7 @@ struct PathSim {
         key(philox::seed_key(d_.seed)),
         rules{(d_.channels & CH_PAYMENT) != 0, (d_.channels & CH_COVENANT) != 0,
               (d_.channels & CH_REFINANCING) != 0, (d_.channels & CH_EXOGENOUS) != 0, d_.cure_months,
-              T(tb_.scalars[SC_REFI_LTV_MAX])},
+              T(tb_.scalars[SC_REFI_LTV_MAX]), d_.cash_trap, d_.max_cures},
         fan(p_ < d_.F), demand(0.0), demand0(0.0) {}
 
   __device__ long long skl(int k, int l) const { return ((long long)s * d.K + k) * d.L + l; }
@@ -292,6 +304,9 @@ struct PathSim {
         sc.service1[j] = sc.service2[j] = T(0);
         sc.breach[j] = 0;
         sc.default_month[j] = 0;
+        sc.cures[j] = 0;
+        sc.capacity[j] = T(tb.cure_capacity[l]);
+        sc.equity[j] = 0.0;
       }
     }
     for (int i = 0; i < d.T; ++i) sc.defaults_at[i] = 0;
@@ -325,11 +340,13 @@ struct PathSim {
   }
 
   __device__ model::Cell<T> load(long long j) const {
-    return model::Cell<T>{sc.balance[j], sc.reserve[j], sc.service1[j], sc.service2[j], sc.breach[j]};
+    return model::Cell<T>{sc.balance[j], sc.reserve[j], sc.service1[j], sc.service2[j], sc.breach[j], sc.cures[j],
+                          sc.capacity[j], T(0)};
   }
   __device__ void store(long long j, const model::Cell<T>& c) const {
     sc.balance[j] = c.balance, sc.reserve[j] = c.reserve, sc.service1[j] = c.service1, sc.service2[j] = c.service2;
-    sc.breach[j] = c.breach;
+    sc.breach[j] = c.breach, sc.cures[j] = c.cures, sc.capacity[j] = c.capacity;
+    sc.equity[j] += double(c.injected);
   }
   // Active at the start of month t: not defaulted, not repaid early and not past maturity
   // (waterfall.LoanState.active).
@@ -494,6 +511,13 @@ struct PathSim {
       sell(t);
     }
     for (int k = 0; k < d.K; ++k) out.loss[((long long)s * d.K + k) * d.P + p] = sc.path_loss[k];
+    if (out.loan_equity)
+      for (int k = 0; k < d.K; ++k)
+        for (int l = 0; l < d.L; ++l) {
+          const double x = sc.equity[(long long)k * d.L + l];
+          atomicAdd(&out.loan_equity[skl(k, l)], x);
+          atomicAdd(&out.loan_equity_sq[skl(k, l)], x * x);
+        }
   }
 };
 
@@ -529,10 +553,11 @@ extern "C" __global__ void simulate_layout(const long long* config, long long* s
                                   double* loan_loss, unsigned long long* loan_defaults, double* loan_lgd,          \
                                   double* defaulted_exposure, unsigned long long* cause_count, double* price_fan,  \
                                   double* ltv_fan, double* dscr_fan, short* default_month,                         \
-                                  signed char* default_cause, char* scratch) {                                     \
+                                  signed char* default_cause, double* loan_equity, double* loan_equity_sq,         \
+                                  char* scratch) {                                                                 \
     const engine::Outputs out{loss,        loan_loss, loan_defaults, loan_lgd,      defaulted_exposure,            \
                               cause_count, price_fan, ltv_fan,       dscr_fan,      default_month,                 \
-                              default_cause};                                                                      \
+                              default_cause, loan_equity, loan_equity_sq};                                         \
     engine::simulate_paths<T>(config, reals, ints, out, scratch);                                                  \
   }
 

@@ -109,6 +109,8 @@ struct Rules {
   bool payment, covenant, refinancing, exogenous;
   int cure_months;  // consecutive months of LTV > ltv_max before a covenant default
   T refi_ltv_max;   // a bullet or balloon above this LTV at maturity cannot refinance
+  bool cash_trap;   // while LTV > ltv_max all excess cash prepays principal
+  int max_cures;    // equity cures of an LTV breach over the life
 };
 
 // State of a cell carried from month to month.
@@ -119,6 +121,9 @@ struct Cell {
   T service1;  // debt service of the last two months, USD
   T service2;
   int breach;  // consecutive months with LTV above ltv_max
+  int cures;   // equity cures used so far
+  T capacity;  // equity the sponsor can still inject, USD
+  T injected;  // equity injected by this month's cure, USD
 };
 
 // What the month brings before cross-default and commit.
@@ -134,25 +139,41 @@ struct Month {
 // sweep and the loan's own default cause, in waterfall.step's order and priority (payment > covenant
 // > refinancing > exogenous). The reserve pays any shortfall of CFADS against the debt service; a
 // surplus tops it up to its target, the rest is released, or swept to prepay principal while the
-// trailing three-month DSCR is below dscr_min. Updates the covenant breach counter and the
-// debt-service history. waterfall.step also runs cells that are no longer live, without events; the
+// trailing three-month DSCR is below dscr_min (or, with the cash trap, while LTV > ltv_max). A breach
+// for cure_months is first offered an equity cure (balance back to ltv_limit, before interest) if
+// max_cures and the capacity allow. Updates the breach counter, the cures and the debt-service history. waterfall.step also runs cells that are no longer live, without events; the
 // kernel skips them. ltv_limit = ltv_max x collateral, refi_limit = refi_ltv_max x collateral, USD.
 template <typename T>
 __host__ __device__ __forceinline__ Month<T> waterfall_month(Cell<T>& c, const Rules<T>& rules, T cf, T cf1, T cf2,
                                                              T ltv_limit, T refi_limit, T monthly_rate,
                                                              T regular_balance, T reserve_target, T dscr_min,
                                                              bool at_maturity, bool refinanced, bool exogenous_hit) {
-  const T b0 = c.balance, r0 = c.reserve;
+  T b0 = c.balance;
+  const T r0 = c.reserve;
+  bool breached = b0 > ltv_limit;
+  c.breach = (c.breach + 1) * int(breached);
+  c.injected = T(0);
+  if (rules.max_cures > 0 && rules.covenant) {
+    const T cure = np_maximum(b0 - ltv_limit, T(0));
+    if (c.breach >= rules.cure_months && c.cures < rules.max_cures && cure <= c.capacity) {
+      c.injected = cure;
+      b0 = b0 - cure;
+      c.balance = b0;  // the exposure of a later default this month is net of the cure
+      c.capacity = c.capacity - cure;
+      c.cures += 1;
+      c.breach = 0;
+      breached = false;
+    }
+  }
   const T due = np_maximum(b0 - regular_balance, T(0));
   const T service = b0 * monthly_rate + due;
   const T cash = r0 + (cf - service);  // reserve after the service is paid from CFADS; < 0: shortfall
   const T cap = np_maximum(r0, reserve_target);
   const T r1 = np_minimum(np_maximum(cash, T(0)), cap);
   const T excess = np_maximum(cash - cap, T(0));
-  const bool sweep = (cf + cf1 + cf2) < dscr_min * (service + c.service1 + c.service2);
+  const bool sweep = (cf + cf1 + cf2) < dscr_min * (service + c.service1 + c.service2) || (rules.cash_trap && breached);
   T b1 = b0 - due;
   b1 = b1 - np_minimum(excess, b1) * T(sweep);
-  c.breach = (c.breach + 1) * int(b0 > ltv_limit);
 
   int cause = NONE;  // lowest priority first, as waterfall.step overwrites
   if (rules.exogenous && exogenous_hit) cause = EXOGENOUS;

@@ -53,10 +53,6 @@ def simulate(cp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     if getattr(prob, "appraisal", None) is not None:
         raise ConfigError("market.valuation.method=appraisal runs on backend=numpy only, not on the CUDA engine; "
                           "market.valuation.method=spot runs everywhere")
-    rules = getattr(prob, "rules", None)
-    if rules is not None and (rules.cash_trap or rules.max_cures > 0):
-        raise ConfigError("model.covenant.cash_trap=true and model.covenant.max_cures > 0 run on backend=numpy only, "
-                          "not on the CUDA engine")
     mod = module(cp)
     S, P = len(prob.scenarios), stop - start
     F = max(0, min(fan_paths, stop) - start)

@@ -104,7 +104,7 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
         (m.demand_a, (S, H)), (m.demand_b, (S, H)), (m.util_a, (S, H)), (m.util_b, (S, H)), (prob.haircut, (S, H)),
         (m.price_a, (S, C, H)), (m.price_b, (S, C, H)),
         (prob.principal, (L,)), (prob.dscr_min, (L,)), (prob.ltv_max, (L,)), (load, (L,)),
-        (np.sqrt(1.0 - load**2), (L,)), (prob.scrap, (L,)),
+        (np.sqrt(1.0 - load**2), (L,)), (prob.scrap, (L,)), (prob.cure_capacity, (L,)),
         (prob.reserve_target, (K, L)), (prob.regular_balance, (K, L, T)),
         (prob.monthly_rate, (S, L, T)), (prob.exogenous_threshold, (S, L, T)),
         (prob.gpus_alive, (L, H)), (prob.contract_revenue, (L, H)), (prob.merchant_hours, (L, H)),
@@ -133,7 +133,7 @@ def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: in
     fan = max(0, min(fan_paths, stop) - start)
     return np.array([S, K, L, len(prob.market.chips), prob.market.launch_month.shape[1], borrowers, prob.months,
                      prob.lag, stop - start, start, fan, k0, k1, channels, int(rules.cross_default),
-                     rules.cure_months], dtype=np.int64)
+                     rules.cure_months, int(rules.cash_trap), rules.max_cures], dtype=np.int64)
 
 
 def _ptr(a):
@@ -155,10 +155,6 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     if getattr(prob, "appraisal", None) is not None:
         raise ConfigError("market.valuation.method=appraisal runs on backend=numpy only, not on the kernel engine; "
                           "market.valuation.method=spot runs everywhere")
-    rules = getattr(prob, "rules", None)
-    if rules is not None and (rules.cash_trap or rules.max_cures > 0):
-        raise ConfigError("model.covenant.cash_trap=true and model.covenant.max_cures > 0 run on backend=numpy only, "
-                          "not on the kernel engine")
     lib = load()
     P, F = stop - start, max(0, min(fan_paths, stop) - start)
     cfg = config_vector(prob, seed, start, stop, fan_paths)
@@ -195,6 +191,8 @@ def kernel_outputs(xp, prob: Problem, paths: int, fan_paths: int, keep_paths: bo
         dscr=xp.full((S, K, F, T), xp.nan),
         default_month=xp.zeros((S, K, P, L), dtype=xp.int16) if keep_paths else None,
         default_cause=xp.zeros((S, K, P, L), dtype=xp.int8) if keep_paths else None,
+        loan_equity=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        loan_equity_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
     )
 
 

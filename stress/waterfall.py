@@ -17,8 +17,7 @@ Equity cures (``Rules.max_cures`` > 0): when the breach counter reaches ``cure_m
 injects x = balance - ltv_max x collateral, which prepays principal before interest and restarts the
 counter, if x fits in the capacity left and fewer than ``max_cures`` cures were used; otherwise the
 loan defaults (covenant) on the opening balance. Cures never count as lender loss. The CUDA twin of
-``step`` is ``waterfall_month`` in kernels/model.cuh, which has neither the cash trap nor cures yet
-(the kernel engines refuse them).
+``step`` is ``waterfall_month`` in kernels/model.cuh.
 """
 
 from __future__ import annotations
@@ -130,6 +129,8 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
         st.cures = st.cures + cured
         st.breach = st.breach * ~cured
         breached = breached & ~cured
+    elif st.cures is not None:  # without the covenant channel nobody cures
+        st.injected = xp.zeros(shape, dtype=b0.dtype)
     due = xp.maximum(b0 - regular_balance, 0.0)
     service = b0 * monthly_rate + due
     cash = r0 + (cfads - service)  # reserve after the service is paid from CFADS; < 0: shortfall

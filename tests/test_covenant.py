@@ -113,11 +113,3 @@ def test_cure_capacity_is_optional_and_validated(tape):
     with pytest.raises(TapeError, match=r"line 3 \(loan_id 'L-2'\), column 'cure_capacity'"):
         load_portfolio(tape([LOAN, {**LOAN, "cure_capacity": "-0.1"}]), chips)
 
-
-@pytest.mark.parametrize("switch", ["model.covenant.cash_trap=true", "model.covenant.max_cures=1"])
-def test_kernel_engine_refuses_the_covenant_mechanics_clearly(tape, switch):
-    """Until the fused kernel has them, backend=host says so instead of computing model v1."""
-    from stress.errors import ConfigError
-    cfg = config([f"portfolio.path={tape([LOAN])}", "tenors=[36]", "backend=host", "mc.paths=2", switch])
-    with pytest.raises(ConfigError, match="run on backend=numpy only"):
-        run(cfg)

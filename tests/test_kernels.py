@@ -153,6 +153,11 @@ def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
         np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
+    for name in ("loan_equity", "loan_equity_sq"):  # present with equity cures only
+        a, b = getattr(ref, name), getattr(got, name)
+        assert (a is None) == (b is None), name
+        if a is not None:
+            np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
 
 
 @pytest.fixture(scope="module")
@@ -209,7 +214,9 @@ AMORTIZATIONS = ("annuity", "linear", "bullet", "balloon")
 PRICE_LIKE = {"add": (-1.5, 1.0), "mul": (0.3, 1.5), "set": (0.0, 4.0)}
 
 
-def _random_tape(r: np.random.Generator, path: Path, chips) -> Path:
+def _random_tape(r: np.random.Generator, path: Path, chips, cures: np.random.Generator | None = None) -> Path:
+    """A random tape; with ``cures``, a cure_capacity column drawn from that generator (so the other
+    columns are those of the tape without it)."""
     n = int(r.integers(3, 13))
     borrowers = [f"B{i}" for i in range(int(r.integers(1, 4)))]
     header = ("loan_id,borrower,chip,gpus,age_months,principal,rate,rate_type,amortization,balloon_pct,"
@@ -230,6 +237,9 @@ def _random_tape(r: np.random.Generator, path: Path, chips) -> Path:
             round(r.uniform(0.03, 0.2), 4), round(r.uniform(1.0, 1.7), 3), round(r.uniform(0, 400), 1),
             round(r.choice([0.0, r.uniform(0, 8)]), 2), round(r.uniform(0.8, 1.6), 3), round(r.uniform(0.6, 1.6), 3),
             round(pd, 5), round(r.choice([0.0, 1.0, r.uniform(0, 0.6)], p=[0.1, 0.05, 0.85]), 3))))
+    if cures is not None:
+        lines = [lines[0] + ",cure_capacity"] + [f"{line},{round(float(cures.choice([0.0, cures.uniform(0, 0.6)])), 3)}"
+                                                 for line in lines[1:]]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -269,7 +279,9 @@ def _random_case(case: int, tmp_path: Path):
     """A random tape, 1-3 random scenarios, random tenors (or the tape's), channels and rules."""
     r = np.random.default_rng(1000 + case)
     cfg = config_module.to_schema(config_module.compose([]))
-    tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips))
+    with_cures = case % 5 in (1, 3, 4)  # model v2 covenant mechanics, on their own random numbers
+    cures = np.random.default_rng(2000 + case) if with_cures else None
+    tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips), cures)
     cfg.scenario = {f"s{i}": ScenarioConfig(description="random", shocks=[_random_shock(r, cfg)
                                                                           for _ in range(int(r.integers(0, 5)))])
                     for i in range(int(r.integers(1, 4)))}
@@ -286,6 +298,9 @@ def _random_case(case: int, tmp_path: Path):
     cfg.model.recovery.lag_months = int(r.choice([0, 1, 6, 9]))
     cfg.model.recovery.haircut = float(r.uniform(0, 0.5))
     cfg.model.recovery.sale_cost = float(r.uniform(0, 0.1))
+    if with_cures:
+        cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
+        cfg.model.covenant.max_cures = int(cures.integers(1, 4))
     config_module.validate(cfg)
     if tape_tenors:  # engine.TAPE_TENOR: each loan's own tenor_months
         cfg.tenors = []
@@ -298,7 +313,8 @@ def _random_case(case: int, tmp_path: Path):
 @pytest.mark.parametrize("case", range(10))
 def test_random_portfolios_match_numpy(host, case, tmp_path):
     """Odd cases with cross-default; cases not divisible by 3 with a random subset of the channels;
-    cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them."""
+    cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them; cases 1, 3, 4, 6,
+    8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
