@@ -29,7 +29,7 @@
 // config (int64[CFG_SIZE]): S, K, L, C, N, B, T, lag, P, first_path (global index of the chunk's
 //   first path, the Philox counter), F, seed low 32 bits, seed high 32 bits, channel bits
 //   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months, cash_trap
-//   (0/1), max_cures.
+//   (0/1), max_cures, appraisal_months (0 = spot valuation), appraisal window W (months).
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
 //   scalars[7]          phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost
@@ -51,6 +51,10 @@
 //   gpus_alive[L,H], contract_revenue[L,H] (USD), merchant_hours[L,H] (GPU-h),
 //   value_income[L,H] (USD per USD/GPU-h), value_cost[L,H] (USD)
 //   opex_base[S,L,H], opex_slope[S,L,H]        USD, USD per unit of utilisation
+// With appraisal_months > 0 (market.valuation.method=appraisal), then:
+//   ap_discount[C,W+1]  (d q_c)^h              ap_annuity[C,W+1]  sum_{h<=m} (d q_c)^h
+//   ap_hours_u[C]       730 u_c                ap_opex[S,C,H+1]   reference opex of month t, USD/GPU-month
+//   ap_life[L], ap_contract_months[L]          months     ap_share[L], ap_rent[L] (730 p_i), ap_gpus[L]
 // ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L].
 // The simulate_layout kernel returns the lengths the kernel expects, for the caller to check.
 //
@@ -92,6 +96,8 @@ enum ConfigIndex : int {
   CFG_CURE_MONTHS,
   CFG_CASH_TRAP,
   CFG_MAX_CURES,
+  CFG_APPRAISAL_MONTHS,
+  CFG_APPRAISAL_WINDOW,
   CFG_SIZE
 };
 enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
@@ -110,7 +116,7 @@ struct Dims {
   int S, K, L, C, N, B, T, H, lag;
   long long P, first_path, F;
   unsigned long long seed;
-  int channels, cure_months, max_cures;
+  int channels, cure_months, max_cures, appraisal_months, window;
   bool cross_default, cash_trap;
 
   __host__ __device__ explicit Dims(const long long* cfg)
@@ -120,7 +126,8 @@ struct Dims {
         first_path(cfg[CFG_FIRST_PATH]), F(cfg[CFG_FAN_PATHS]),
         seed((unsigned long long)(cfg[CFG_SEED_HI]) << 32 | (unsigned long long)(cfg[CFG_SEED_LO])),
         channels(int(cfg[CFG_CHANNELS])), cure_months(int(cfg[CFG_CURE_MONTHS])),
-        max_cures(int(cfg[CFG_MAX_CURES])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
+        max_cures(int(cfg[CFG_MAX_CURES])), appraisal_months(int(cfg[CFG_APPRAISAL_MONTHS])),
+        window(int(cfg[CFG_APPRAISAL_WINDOW])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
         cash_trap(cfg[CFG_CASH_TRAP] != 0) {}
 };
 
@@ -138,6 +145,8 @@ struct Tables {
   const double *monthly_rate, *exogenous_threshold;
   const double *gpus_alive, *contract_revenue, *merchant_hours, *value_income, *value_cost;
   const double *opex_base, *opex_slope;
+  const double *ap_discount, *ap_annuity, *ap_hours_u, *ap_opex, *ap_life, *ap_contract_months, *ap_share, *ap_rent;
+  const double *ap_gpus;
   const int *chip, *refinanced, *borrower, *tenor;
   long long n_reals = 0, n_ints = 0;
 
@@ -168,6 +177,10 @@ struct Tables {
     gpus_alive = real(L * H), contract_revenue = real(L * H), merchant_hours = real(L * H);
     value_income = real(L * H), value_cost = real(L * H);
     opex_base = real(S * L * H), opex_slope = real(S * L * H);
+    const long long A = d.appraisal_months > 0 ? 1 : 0, W1 = A * (d.window + 1);
+    ap_discount = real(C * W1), ap_annuity = real(C * W1), ap_hours_u = real(A * C), ap_opex = real(A * S * C * (H + 1));
+    ap_life = real(A * L), ap_contract_months = real(A * L), ap_share = real(A * L), ap_rent = real(A * L);
+    ap_gpus = real(A * L);
     chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L);
   }
 };
@@ -233,6 +246,8 @@ struct Scratch {
   Column<T> paid_balance, paid_reserve;           // [K L] cross-default only: the month's b1, r1
   Column<int> own_cause;                          // [K L] cross-default only
   Column<int> borrower_cause;                     // [B] cross-default only: borrower's highest-priority cause
+  Column<double> ap_sum;                          // [C (W+1)] appraisal only: cumulative expected rents S(n)
+  Column<T> appraised;                            // [L] appraisal only: collateral of the latest appraisal, USD
   long long bytes_per_thread;
 
   __host__ __device__ Scratch(char* base, long long n_threads, long long tid, const Dims& d) {
@@ -250,6 +265,8 @@ struct Scratch {
     fan_dscr_weight = a.take<T>(d.K);
     paid_balance = a.take<T>(pending), paid_reserve = a.take<T>(pending), own_cause = a.take<int>(pending);
     borrower_cause = a.take<int>(d.cross_default ? d.B : 0);
+    const bool ap = d.appraisal_months > 0;
+    ap_sum = a.take<double>(ap ? (long long)d.C * (d.window + 1) : 0), appraised = a.take<T>(ap ? d.L : 0);
     bytes_per_thread = a.bytes;
   }
 };
@@ -310,6 +327,59 @@ struct PathSim {
       }
     }
     for (int i = 0; i < d.T; ++i) sc.defaults_at[i] = 0;
+    if (d.appraisal_months > 0) reappraise(0);
+  }
+
+  // appraisal.expected_prices + the cumulative sums of appraisal.appraise at month t, every chip.
+  __device__ void appraise_chips(int t) {
+    const long long W1 = d.window + 1;
+    int window = 1;
+    for (int l = 0; l < d.L; ++l)
+      window = model::np_maximum(window, int(model::np_clip(tb.ap_life[l] - double(t), 0.0, double(d.window))));
+    const double a_d = t > 0 ? tb.demand_a[(long long)s * d.H + t - 1] : 1.0;
+    const double b_d = t > 0 ? tb.demand_b[(long long)s * d.H + t - 1] : 0.0;
+    const double dtilde = demand - (t > 0 ? tb.demand_decay[t - 1] : 1.0) * demand0;
+    for (int c = 0; c < d.C; ++c) sc.ap_sum[c * W1] = 0.0;
+    for (int h = 1; h <= window; ++h) {
+      const double innovation = a_d * pow(tb.scalars[SC_PHI], double(h)) * dtilde + b_d;
+      double jump = 0.0;
+      for (int n = 0; n < d.N; ++n) {
+        const double path_month = sc.launch[n];
+        const double month = path_month <= double(t) ? path_month
+                                                     : model::np_maximum(tb.launch_month[s * d.N + n], double(t) + 1.0);
+        jump = jump + tb.launch_log_step[s * d.N + n] * model::launch_share(t + h, month, tb.launch_ramp[n]);
+      }
+      for (int c = 0; c < d.C; ++c) {
+        const long long sci = ((long long)s * d.C + c) * d.H + t - 1;
+        const double a_p = t > 0 ? tb.price_a[sci] : 1.0, b_p = t > 0 ? tb.price_b[sci] : 0.0;
+        const double log_price = model::log_spot_price(tb.log_price0[c], tb.trend_monthly[c], t + h, tb.kappa[c],
+                                                       innovation, tb.sigma[c] * pow(tb.psi[c], double(h)),
+                                                       sc.noise[c], jump);
+        const double opex = tb.ap_opex[((long long)s * d.C + c) * (d.H + 1) + t];
+        sc.ap_sum[c * W1 + h] = sc.ap_sum[c * W1 + h - 1] +
+            model::appraisal_rent(model::spot_price(a_p, b_p, log_price), tb.ap_hours_u[c], opex, tb.ap_discount[c * W1 + h]);
+      }
+    }
+  }
+
+  // Appraised value per alive GPU of loan l at month t from appraise_chips(t), USD.
+  __device__ double loan_appraisal(int l, int t) const {
+    const long long W1 = d.window + 1;
+    const int c = tb.chip[l];
+    const int left = int(model::np_clip(tb.ap_life[l] - double(t), 0.0, double(d.window)));
+    const int months = int(model::np_maximum(model::np_minimum(tb.ap_contract_months[l] - double(t), double(left)), 0.0));
+    const double opex = tb.ap_opex[((long long)s * d.C + c) * (d.H + 1) + t];
+    return model::appraisal_value(sc.ap_sum[c * W1 + left], sc.ap_sum[c * W1 + months], tb.ap_share[l], tb.ap_rent[l],
+                                  opex, tb.ap_annuity[c * W1 + months], tb.scrap[l]);
+  }
+
+  // A new appraisal at month t: the collateral of every loan until the next one (engine.simulate's `appraised`).
+  __device__ void reappraise(int t) {
+    appraise_chips(t);
+    for (int l = 0; l < d.L; ++l) {
+      const double alive = t > 0 ? double(T(tb.gpus_alive[(long long)l * d.H + t - 1])) : double(T(tb.ap_gpus[l]));
+      sc.appraised[l] = T(alive * loan_appraisal(l, t));
+    }
   }
 
   // market.advance: AR(1) steps, then the shocked demand (returned) and spot prices of month t.
@@ -385,6 +455,7 @@ struct PathSim {
     const T demand_t = T(shocked), beta = T(tb.scalars[SC_UTIL_BETA]), sigma_u = T(tb.scalars[SC_UTIL_SIGMA]);
     const T u_max = T(tb.scalars[SC_U_MAX]);
     const T util_a = T(tb.util_a[si]), util_b = T(tb.util_b[si]);
+    if (d.appraisal_months > 0 && t % d.appraisal_months == 0) reappraise(t);
     if (fan)
       for (int k = 0; k < d.K; ++k) sc.fan_weight[k] = sc.fan_ltv[k] = sc.fan_dscr[k] = sc.fan_dscr_weight[k] = T(0);
     double noise[4];
@@ -406,10 +477,12 @@ struct PathSim {
       const T util = model::utilization<T>(T(tb.util_intercept[c]), beta, demand_t, sigma_u, T(noise[l % 4]), u_max,
                                            util_a, util_b);
       const T price = sc.price[c];
-      const T value = model::collateral_value<T>(price, T(tb.value_income[li]), T(tb.value_cost[li]), T(tb.scrap[l]));
       const T cf = model::cfads<T>(T(tb.contract_revenue[li]), T(tb.opex_base[sli]), util, T(tb.merchant_hours[li]),
                                    price, T(tb.opex_slope[sli]));
-      const T collateral = T(tb.gpus_alive[li]) * value;
+      const T collateral = d.appraisal_months > 0
+          ? sc.appraised[l]
+          : T(tb.gpus_alive[li]) * model::collateral_value<T>(price, T(tb.value_income[li]), T(tb.value_cost[li]),
+                                                             T(tb.scrap[l]));
       const T ltv_limit = T(tb.ltv_max[l]) * collateral, refi_limit = rules.refi_ltv_max * collateral;
       const T monthly_rate = T(tb.monthly_rate[slt]);
       const bool exogenous_hit = sc.copula[l] <= tb.exogenous_threshold[slt];
@@ -483,13 +556,15 @@ struct PathSim {
     const int i = t - 1;
     const T haircut = T(tb.haircut[(long long)s * d.H + i]);
     const T keep_after_sale = T(1.0 - tb.scalars[SC_SALE_COST]);
+    if (d.appraisal_months > 0) appraise_chips(t);  // recovery: a fresh appraisal of the sale month
     for (int l = 0; l < d.L; ++l) {
       const long long li = (long long)l * d.H + i;
       for (int k = 0; k < d.K; ++k) {
         const long long j = (long long)k * d.L + l;
         if (sc.default_month[j] != defaulted) continue;
-        const T value = model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
-                                                   T(tb.value_cost[li]), T(tb.scrap[l]));
+        const T value = d.appraisal_months > 0 ? T(loan_appraisal(l, t))
+                                               : model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
+                                                                            T(tb.value_cost[li]), T(tb.scrap[l]));
         // waterfall.step records the annual rate at default as 12.0 * monthly_rate, in T.
         const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.L + l) * d.T + defaulted - 1]);
         const T exposure = sc.exposure[j];

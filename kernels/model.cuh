@@ -63,6 +63,22 @@ __host__ __device__ __forceinline__ double spot_price(double shock_a, double sho
   return np_maximum(shock_a * exp(log_price) + shock_b, 0.0);
 }
 
+// appraisal.expected_prices and appraisal.appraise, one term of the expected-rent sum: the median
+// expected spot price E = max(0, a exp(mu) + b) h months ahead (log_spot_price at month t + h with the
+// reverted demand term a_D phi^h (D_t - phi^t D_0) + b_D and noise scale sigma psi^h), then its
+// discounted operating margin (d q)^h max(0, 730 u E - o), USD per GPU.
+__host__ __device__ __forceinline__ double appraisal_rent(double expected, double hours_u, double opex, double discount) {
+  return np_maximum(hours_u * expected - opex, 0.0) * discount;
+}
+
+// appraisal.appraise for one loan from the chip's cumulative sums: merchant S(n) - c S(m) plus the
+// contract c (730 p - o) G(m), floored at scrap; n = physical life left, m = contract months within it.
+__host__ __device__ __forceinline__ double appraisal_value(double sum_life, double sum_contract, double share,
+                                                           double contract_rent, double opex, double annuity,
+                                                           double scrap) {
+  return np_maximum(sum_life - share * sum_contract + share * (contract_rent - opex) * annuity, scrap);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Loan cash flows, in T.
 

@@ -19,7 +19,8 @@ its scheduled month, or at t + 1 if that has passed.
 Layout: the merchant term depends on the loan only through n_i and h_i, so one cumulative sum S(n)
 over h per (cell, chip) serves every loan: merchant = S(n_i) - c_i S(min(h_i, n_i)), contract =
 c_i (730 p_i - o_c) G_c(min(h_i, n_i)) with G_c(m) = sum_{h<=m} (d q_c)^h. Array-library generic
-(``xp``). The fused kernel has no twin yet: the kernel engines refuse this method.
+(``xp``). CUDA twins: ``appraisal_rent`` and ``appraisal_value`` in kernels/model.cuh, called by
+``appraise_chips`` / ``loan_appraisal`` in kernels/engine.cu.
 """
 
 from __future__ import annotations

@@ -50,9 +50,6 @@ def simulate(cp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     dtype = np.dtype(dtype)
     if getattr(prob, "importance_sampling", False):
         raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the CUDA engine")
-    if getattr(prob, "appraisal", None) is not None:
-        raise ConfigError("market.valuation.method=appraisal runs on backend=numpy only, not on the CUDA engine; "
-                          "market.valuation.method=spot runs everywhere")
     mod = module(cp)
     S, P = len(prob.scenarios), stop - start
     F = max(0, min(fan_paths, stop) - start)

@@ -27,6 +27,7 @@ from . import rng
 from .config import conf_dir
 from .engine import ChunkResult, Problem
 from .errors import ConfigError
+from .recovery import HOURS_PER_MONTH
 
 HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++")
 N_CAUSES = 4  # payment, covenant, refinancing, exogenous
@@ -111,6 +112,12 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
         (prob.value_income, (L, H)), (prob.value_cost, (L, H)),
         (prob.opex_base, (S, L, H)), (prob.opex_slope, (S, L, H)),
     ]
+    ap = prob.appraisal
+    if ap is not None:
+        W1 = ap.window + 1
+        reals += [(ap.discount, (C, W1)), (ap.annuity, (C, W1)), (HOURS_PER_MONTH * ap.utilization, (C,)),
+                  (ap.opex, (S, C, H + 1)), (ap.life, (L,)), (ap.contract_months, (L,)),
+                  (ap.contracted_share, (L,)), (ap.contract_rent, (L,)), (ap.gpus, (L,))]
     borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
     ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L))]
 
@@ -133,7 +140,9 @@ def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: in
     fan = max(0, min(fan_paths, stop) - start)
     return np.array([S, K, L, len(prob.market.chips), prob.market.launch_month.shape[1], borrowers, prob.months,
                      prob.lag, stop - start, start, fan, k0, k1, channels, int(rules.cross_default),
-                     rules.cure_months, int(rules.cash_trap), rules.max_cures], dtype=np.int64)
+                     rules.cure_months, int(rules.cash_trap), rules.max_cures,
+                     0 if prob.appraisal is None else prob.appraisal.every,
+                     0 if prob.appraisal is None else prob.appraisal.window], dtype=np.int64)
 
 
 def _ptr(a):
@@ -152,9 +161,6 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
         raise ValueError(f"dtype must be float64 or float32, got {dtype}")
     if getattr(prob, "importance_sampling", False):
         raise ConfigError("mc.importance_sampling runs on backend=numpy only, not on the kernel engine")
-    if getattr(prob, "appraisal", None) is not None:
-        raise ConfigError("market.valuation.method=appraisal runs on backend=numpy only, not on the kernel engine; "
-                          "market.valuation.method=spot runs everywhere")
     lib = load()
     P, F = stop - start, max(0, min(fan_paths, stop) - start)
     cfg = config_vector(prob, seed, start, stop, fan_paths)

@@ -167,10 +167,3 @@ def test_ltv_between_appraisals_uses_the_latest_one(tape):
         if t:
             assert ltv[t - 1] == pytest.approx(balance[t - 1] / value, rel=1e-10), t
 
-
-def test_kernel_engine_refuses_the_appraisal_clearly(tape):
-    """Until the fused kernel appraises, backend=host says so instead of computing the spot model."""
-    from stress.errors import ConfigError
-    cfg, _, _ = _problem(tape, ["backend=host", "mc.paths=2"])
-    with pytest.raises(ConfigError, match="market.valuation.method=appraisal runs on backend=numpy only"):
-        run(cfg)

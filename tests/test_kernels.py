@@ -298,6 +298,9 @@ def _random_case(case: int, tmp_path: Path):
     cfg.model.recovery.lag_months = int(r.choice([0, 1, 6, 9]))
     cfg.model.recovery.haircut = float(r.uniform(0, 0.5))
     cfg.model.recovery.sale_cost = float(r.uniform(0, 0.1))
+    if case % 3 != 1:  # model v2 appraisal, on its own random numbers
+        cfg.market.valuation.method = "appraisal"
+        cfg.market.valuation.appraisal_months = int(np.random.default_rng(3000 + case).choice([1, 3, 6, 12]))
     if with_cures:
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
@@ -314,7 +317,8 @@ def _random_case(case: int, tmp_path: Path):
 def test_random_portfolios_match_numpy(host, case, tmp_path):
     """Odd cases with cross-default; cases not divisible by 3 with a random subset of the channels;
     cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them; cases 1, 3, 4, 6,
-    8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap."""
+    8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
+    with the appraisal valuation."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
