@@ -93,7 +93,7 @@ class MarketConfig:
 
 @dataclass
 class ShockConfig:
-    """One shock of a scenario (DESIGN 2.4): ``kind`` applied to ``target`` with weight w(t).
+    """One shock of a scenario: ``kind`` applied to ``target`` with weight w(t).
 
     w(t) is 0 before ``start_month``, rises linearly to 1 over ``ramp_months``, and falls back
     to 0 after ``end_month``. ``add``: x + value w; ``mul``: x (1 + (value - 1) w);
@@ -582,7 +582,7 @@ def inspect_doc(cls: type) -> str:
 
 
 def config_reference() -> str:
-    """Markdown table of every config key (README "Configuration reference", ``python -m stress.config``)."""
+    """Markdown table of every config key (docs/configuration.md, ``python -m stress.config``)."""
     import re
 
     cell = lambda s: s.replace("|", "\\|")  # noqa: E731

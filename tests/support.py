@@ -23,7 +23,7 @@ LOAN = dict(
 
 
 def write_tape(path: Path, loans: list[dict]) -> Path:
-    """A CSV loan tape with the DESIGN 2.1 columns; each loan overrides the defaults above."""
+    """A CSV loan tape with the columns of docs/loan-tape.md; each loan overrides the defaults above."""
     rows = [{**LOAN, "loan_id": f"L-{i + 1}", **loan} for i, loan in enumerate(loans)]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(LOAN))
