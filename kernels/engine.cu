@@ -13,7 +13,7 @@
 // Threads grid-stride over the S x P work items, so the launch size (and with it the scratch
 // memory) is chosen by the caller, independent of the number of paths.
 //
-// Random numbers are regenerated from Philox counters where they are used (philox.cuh, DESIGN 2.5);
+// Random numbers are regenerated from Philox counters where they are used (philox.cuh);
 // no normal is stored. State lives in a per-thread scratch of O(K L + L + C + N + T) values
 // (below); memory never grows with paths x loans x months.
 //

@@ -1,5 +1,5 @@
 // Host shim: lets the CUDA sources in kernels/ compile as plain C++17 with g++, for CPU parity
-// tests against the numpy engine (DESIGN 5). Force-included by stress/hostkernel.py:
+// tests against the numpy engine. Force-included by stress/hostkernel.py:
 //     g++ -O2 -std=c++17 -shared -fPIC -x c++ -include kernels/host_shim.h kernels/engine.cu
 // A __global__ kernel becomes an ordinary extern "C" function that runs ONE CUDA thread: the
 // thread's indices are thread-local globals set by host_set_thread() below, so a caller emulates a

@@ -1,4 +1,4 @@
-// Device functions of one month of the model (DESIGN 2.2, 2.3) for one path, one scenario, one loan:
+// Device functions of one month of the model for one path, one scenario, one loan:
 // market step, utilisation, CFADS, collateral value, the debt waterfall and default rules, and the
 // liquidation after default. Each function is the per-cell arithmetic of the numpy reference
 // (stress/market.py, waterfall.py, recovery.py, engine.py) in the same order of operations, so that

@@ -1,4 +1,4 @@
-// Philox4x32-10 counter-based random numbers and the stream layout of DESIGN 2.5, for the GPU
+// Philox4x32-10 counter-based random numbers and the project's stream layout, for the GPU
 // (nvcc, NVRTC) and for the host build (g++ with host_shim.h). Mirror of stress/rng.py: a given
 // (seed, path, month, stream, index) gives the same 32-bit words, hence bit-identical uniforms.
 //
@@ -16,7 +16,7 @@
 
 namespace philox {
 
-// Streams (DESIGN 2.5), the third counter word.
+// Streams, the third counter word.
 enum Stream : unsigned {
   STREAM_DEMAND = 0,       // demand factor, index 0
   STREAM_PRICE = 1,        // chip price noise, index = chip

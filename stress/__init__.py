@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import accessor, engine, executor, results  # noqa: F401  (accessor registers ds.stress)
 from .checkpoint import ChunkStore
-from .config import StressConfig, compose, conf_dir, to_schema
+from .config import StressConfig, compose, conf_dir, config_dirs, to_schema
 from .errors import ConfigError, OutputError, StressError, TapeError
 from .portfolio import load_portfolio
 
@@ -46,12 +46,14 @@ def kernel_hash() -> str:
 
 
 def tape_path(cfg: StressConfig) -> Path:
-    """The loan tape of the run: ``portfolio.path``, or the bundled example when null."""
-    if cfg.portfolio.path is None:
-        return conf_dir() / "portfolio" / "example_loans.csv"
-    path = Path(cfg.portfolio.path).expanduser()
-    if not path.is_absolute() and not path.exists() and (conf_dir() / path).is_file():
-        return conf_dir() / path  # a tape shipped in conf/, e.g. portfolio/h100_2023_loans.csv
+    """The loan tape of the run: ``portfolio.path``, or the example tape of the config folder when null
+    (the user's ``config_dir`` first, then the bundled conf/)."""
+    path = Path("portfolio/example_loans.csv" if cfg.portfolio.path is None else cfg.portfolio.path).expanduser()
+    if cfg.portfolio.path is not None and (path.is_absolute() or path.exists()):
+        return path
+    for root in config_dirs(cfg.config_dir):
+        if (root / path).is_file():
+            return root / path  # a tape of the config folder, e.g. portfolio/h100_2023_loans.csv
     return path
 
 
@@ -85,6 +87,7 @@ def run(config: DictConfig | StressConfig) -> xr.Dataset:
     attrs = results.run_attributes(OmegaConf.to_yaml(OmegaConf.structured(cfg)), cfg.mc.seed, ex.backend,
                                    cfg.precision, cfg.mc.paths, __version__, kernel_hash())
     attrs["portfolio"] = str(tape.source)
+    attrs["config_dir"] = str(config_dirs(cfg.config_dir)[0])
     ds = results.build_dataset(prob, combined, cfg.quantiles, cfg.fan_quantiles, attrs)
     if cfg.output.dir is not None:
         path = results.write(ds, cfg.output.dir, cfg.output.format, cfg.output.overwrite)

@@ -4,7 +4,7 @@ tenor, reverse stress tests, and sensitivities of EL, VaR and ES. Each returns a
 ``output.dir`` is set, writes ``output.dir/analysis_<name>.nc`` atomically.
 
 Every analysis is a few batched engine runs on the same seed, so all scenarios of all runs see the
-same random numbers path by path (common random numbers, DESIGN 2.5): a bisection step or a finite
+same random numbers path by path (common random numbers): a bisection step or a finite
 difference compares the same paths, not two samples. The starting point is the first selected
 scenario (``scenario=[...]``; ``baseline`` in the default config); the analyses add their own
 shocks after its shocks (shocks on one target compose in the order listed, so a ``set`` added last

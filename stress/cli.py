@@ -30,9 +30,13 @@ def _task(cfg: DictConfig) -> None:
 
     from . import results, run
 
-    if cfg.output.dir is None:
-        with open_dict(cfg):
-            cfg.output.dir = HydraConfig.get().runtime.output_dir
+    hydra_cfg = HydraConfig.get()
+    with open_dict(cfg):
+        if cfg.output.dir is None:
+            cfg.output.dir = hydra_cfg.runtime.output_dir
+        for source in hydra_cfg.runtime.config_sources:  # --config-dir DIR became the primary config path
+            if source.provider == "main" and Path(source.path).resolve() != conf_dir():
+                cfg.config_dir = str(Path(source.path).resolve())
     _out_dir = str(cfg.output.dir)
     if cfg.get("analysis", "run") != "run":  # analysis=breakeven|reverse|sensitivities: output.dir/analysis_NAME.nc
         from .analysis import cli_main
@@ -79,6 +83,51 @@ def _interrupted_message(signame: str) -> str:
     return f"stress-test: interrupted by {signame}; no results file was written{resume}"
 
 
+def init(argv: list[str]) -> None:
+    """``stress-test init [DIR]``: copy the bundled conf/ into DIR (default ``stress-conf``), which
+    must not exist or be empty; then ``stress-test --config-dir DIR`` runs with the edited copy."""
+    import shutil
+
+    if len(argv) > 1 or (argv and argv[0].startswith("-")):
+        print("stress-test: error: usage: stress-test init [DIR]", file=sys.stderr)
+        sys.exit(2)
+    target = Path(argv[0] if argv else "stress-conf")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        print(f"stress-test: error: {target} exists and is not an empty folder; nothing was copied "
+              "(choose another DIR, or remove it)", file=sys.stderr)
+        sys.exit(2)
+    try:
+        shutil.copytree(conf_dir(), target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    except OSError as exc:
+        print(f"stress-test: error: could not copy the config into {target}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"Config copied to {target}; edit it (e.g. {target / 'market' / 'gpu_2026q4.yaml'}) and run "
+          f"stress-test --config-dir {target}")
+
+
+def _config_dir_first(args: list[str]) -> list[str]:
+    """Hydra's ``--config-dir DIR`` (``-cd``) adds DIR *after* the bundled conf/, so the bundled files
+    would win; make DIR the primary config path instead, with the bundled conf/ searched after it for
+    files DIR lacks (unless the command line sets ``hydra.searchpath`` itself)."""
+    out, i, user = [], 0, None
+    while i < len(args):
+        a = args[i]
+        if a in ("--config-dir", "-cd") and i + 1 < len(args):
+            user, i = args[i + 1], i + 2
+            continue
+        if a.startswith("--config-dir="):
+            user = a.split("=", 1)[1]
+        else:
+            out.append(a)
+        i += 1
+    if user is None:
+        return args
+    out = ["--config-path", str(Path(user).expanduser().resolve())] + out
+    if not any(a.startswith(("hydra.searchpath=", "+hydra.searchpath=")) for a in out):
+        out.append(f"hydra.searchpath=[file://{conf_dir()}]")
+    return out
+
+
 def main() -> None:
     """Console entry point. A config Hydra cannot compose is a user error (exit code 2, one
     message); SIGINT and SIGTERM stop the run without leaving a partial results file (exit code
@@ -88,6 +137,10 @@ def main() -> None:
 
     from .configerrors import explain
 
+    if sys.argv[1:2] == ["init"]:
+        init(sys.argv[2:])
+        return
+    sys.argv[1:] = _config_dir_first(sys.argv[1:])
     logging.getLogger("stress").setLevel(logging.INFO)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; the messages are ours
     signal.signal(signal.SIGTERM, _on_signal)

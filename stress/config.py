@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .configerrors import explain, schema_problems
 from .errors import ConfigError
@@ -96,7 +96,7 @@ class MarketConfig:
 
 @dataclass
 class ShockConfig:
-    """One shock of a scenario (DESIGN 2.4): ``kind`` applied to ``target`` with weight w(t).
+    """One shock of a scenario: ``kind`` applied to ``target`` with weight w(t).
 
     w(t) is 0 before ``start_month``, rises linearly to 1 over ``ramp_months``, and falls back
     to 0 after ``end_month``. ``add``: x + value w; ``mul``: x (1 + (value - 1) w);
@@ -260,6 +260,7 @@ class StressConfig:
     backend: str = "auto"  # auto (CuPy when a GPU is usable, else numpy) | numpy | cupy (fused CUDA kernel) | host (the kernel as C++ on all cores)
     precision: str = "float64"  # float64 | float32
     quiet: bool = False  # no summary tables, no progress bar
+    config_dir: Optional[str] = None  # the config folder of the run (stress-test --config-dir DIR; stress-test init DIR makes one); null = the bundled conf/
 
 
 def register_schemas() -> None:
@@ -277,8 +278,14 @@ def conf_dir() -> Path:
     raise ConfigError(f"the bundled config tree was not found next to {here}; reinstall the package")
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose the bundled config with Hydra overrides, as the CLI would, e.g.
+def config_dirs(config_dir: str | None) -> list[Path]:
+    """The config folders a run looks in, first match wins: the user's ``config_dir``, then the bundled one."""
+    return ([Path(config_dir)] if config_dir else []) + [conf_dir()]
+
+
+def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None) -> DictConfig:
+    """Compose the bundled config (or the config folder ``config_dir``, e.g. one made by
+    ``stress-test init``) with Hydra overrides, as the CLI would, e.g.
     ``compose(["scenario=[baseline]", "mc.paths=1000"])``."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -287,10 +294,15 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
 
     register_schemas()
     try:
-        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose(config_name="config", overrides=list(overrides))
+        root = conf_dir() if config_dir is None else Path(config_dir).expanduser().resolve()
+        with initialize_config_dir(config_dir=str(root), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"invalid config: {explain(exc)}") from None
+    if config_dir is not None:
+        with open_dict(cfg):
+            cfg.config_dir = str(root)
+    return cfg
 
 
 def to_schema(cfg: DictConfig | StressConfig) -> StressConfig:
@@ -468,7 +480,7 @@ def validate(cfg: StressConfig) -> None:
         from .configerrors import group_options
 
         e.append(f"scenario: no scenario selected; e.g. scenario=[baseline] (available: "
-                 f"{', '.join(group_options('scenario', [conf_dir()]))})")
+                 f"{', '.join(group_options('scenario', config_dirs(cfg.config_dir)))})")
     e += _shock_problems(cfg)
     e += analysis_problems(cfg)
     if e:
@@ -598,7 +610,7 @@ def inspect_doc(cls: type) -> str:
 
 
 def config_reference() -> str:
-    """Markdown table of every config key (README "Configuration reference", ``python -m stress.config``)."""
+    """Markdown table of every config key (docs/configuration.md, ``python -m stress.config``)."""
     import re
 
     cell = lambda s: s.replace("|", "\\|")  # noqa: E731

@@ -1,6 +1,6 @@
 """Plain-language config errors: one message that names the key and says what is allowed.
 
-Two sources of config problems end here (DESIGN 4: exit code 2, one message, no traceback):
+Two sources of config problems end here (exit code 2, one message, no traceback):
 
 - :func:`schema_problems` walks a typed config (the dataclasses of :mod:`stress.config`) for keys
   that the schema does not declare and values of the wrong type. OmegaConf catches most of these

@@ -1,7 +1,7 @@
 """The CUDA engine (kernels/engine.cu) compiled as host C++ and run on the CPU through ctypes.
 
 This is how CPU-only CI checks the kernel arithmetic against the numpy reference engine path by
-path (DESIGN 5): the same sources, force-including ``kernels/host_shim.h``, built with g++ into a
+path: the same sources, force-including ``kernels/host_shim.h``, built with g++ into a
 cache directory keyed by the hash of the sources, compiler and flags. ``simulate`` has the
 signature and outputs of :func:`stress.engine.simulate` (fans included: the kernel computes them).
 

@@ -1,4 +1,4 @@
-"""Market factors shared by all loans of a path (DESIGN 2.2): AI demand, chip spot prices with
+"""Market factors shared by all loans of a path: AI demand, chip spot prices with
 trend, noise and generation launches, and the utilisation of uncontracted GPUs.
 
 ``MarketParams`` is built once on the host from the config; ``start``/``advance``/``utilization``

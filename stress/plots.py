@@ -1,4 +1,4 @@
-"""Figures of a results Dataset (DESIGN 3), drawn with matplotlib's object API on the Agg canvas.
+"""Figures of a results Dataset, drawn with matplotlib's object API on the Agg canvas.
 
 Every ``*_figure(ds)`` function takes the Dataset and returns a ``matplotlib.figure.Figure``; no
 pyplot state is touched, so figures never leak between calls or threads. ``write_figures`` saves

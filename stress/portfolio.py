@@ -1,4 +1,4 @@
-"""Loan tape (DESIGN 2.1) -> validated struct of arrays, one entry per loan.
+"""Loan tape -> validated struct of arrays, one entry per loan.
 
 A tape is a UTF-8 CSV file (``.csv``, ``.txt``; comma-separated, header first) or a Parquet file
 (``.parquet``, ``.pq``), one row per loan. Validation collects every problem and raises a single
@@ -63,7 +63,7 @@ _PANDAS_INDEX = re.compile(r"__index_level_\d+__")
 
 @dataclass(frozen=True, eq=False)
 class Portfolio:
-    """A validated loan tape: one read-only numpy array per DESIGN 2.1 column, in tape order."""
+    """A validated loan tape: one read-only numpy array per tape column, in tape order."""
 
     source: str  # the tape's path, as given
     loan_id: np.ndarray  # str, unique
@@ -99,7 +99,7 @@ class Portfolio:
 OPTIONAL = {"cure_capacity": "0"}  # columns a tape may leave out, with the cell that stands in for them
 COLUMNS: tuple[str, ...] = tuple(
     f.name for f in fields(Portfolio) if f.name not in ("source", "line", *OPTIONAL)
-)  # the tape's required columns, DESIGN 2.1 order
+)  # the tape's required columns, in docs/loan-tape.md order
 
 _Parser = Callable[[str], str | int | float]
 
@@ -182,7 +182,7 @@ def _number(
 
 
 def _schema(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
-    """Parser and numpy dtype of every column, in DESIGN 2.1 order."""
+    """Parser and numpy dtype of every column, in docs/loan-tape.md order."""
     share = "a decimal, e.g. 0.25 for 25%"
     return {
         "loan_id": (_text, object),

@@ -1,4 +1,4 @@
-"""Collateral value (income approach) and liquidation proceeds after default (DESIGN 2.2, 2.3).
+"""Collateral value (income approach) and liquidation proceeds after default.
 
 Value of one GPU at month t:
     V(t) = max(scrap, P(t) 730 u_ref A(n_t, y + g) - opex A(n_t, y))

@@ -1,4 +1,4 @@
-"""Assembly of the results Dataset (DESIGN 3), atomic writing, and the terminal summary."""
+"""Assembly of the results Dataset, atomic writing, and the terminal summary."""
 
 from __future__ import annotations
 

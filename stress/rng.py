@@ -1,4 +1,4 @@
-"""Philox4x32-10 counter-based random numbers and the stream layout of DESIGN 2.5.
+"""Philox4x32-10 counter-based random numbers and the project's stream layout.
 
 Philox4x32-10 is from Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as easy as
 1, 2, 3", SC 2011 (the Random123 library); ``kernels/philox.cuh`` is the same generator on the

@@ -1,4 +1,4 @@
-"""Scenario shocks (DESIGN 2.4) turned into per-month affine maps of the baseline quantities.
+"""Scenario shocks turned into per-month affine maps of the baseline quantities.
 
 Every shock on a path target is ``x -> a(t) x + b(t)`` with the weight w(t) of ShockConfig:
 ``add``: a = 1, b = value w; ``mul``: a = 1 + (value - 1) w, b = 0; ``set``: a = 1 - w, b = value w.

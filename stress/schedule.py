@@ -1,4 +1,4 @@
-"""Contractual amortisation schedules (DESIGN 2.3 step 3), closed forms on a monthly grid.
+"""Contractual amortisation schedules, closed forms on a monthly grid.
 
 All amounts in USD, rates are decimals per year (monthly rate = rate / 12), months t = 1..T.
 """

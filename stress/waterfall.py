@@ -1,4 +1,4 @@
-"""One month of the debt waterfall and the default rules (DESIGN 2.3), for every
+"""One month of the debt waterfall and the default rules, for every
 (scenario, tenor, path, loan) cell at once. Array-library generic: ``xp`` is numpy or cupy.
 
 Order of the rules inside a month, which is also the priority of causes when several fire:

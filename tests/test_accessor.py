@@ -1,4 +1,4 @@
-"""The ``ds.stress`` accessor (stress/accessor.py) and the generated config reference of README.md."""
+"""The ``ds.stress`` accessor (stress/accessor.py) and the generated config reference of docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ import pytest
 import stress
 from stress.config import config_reference
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+REFERENCE = ROOT / "docs" / "configuration.md"  # the page README links for the config reference
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +85,13 @@ def test_config_reference_lists_every_key():
     assert "| `mc.seed` | `int` | `20261125` |" in table
 
 
-def test_readme_config_reference_is_the_generated_table():
-    """README's block between the markers is exactly ``python -m stress.config``; regenerate it with
-    that command when a schema field or its comment changes."""
-    text = README.read_text(encoding="utf-8")
+def test_docs_config_reference_is_the_generated_table():
+    """docs/configuration.md's block between the markers is exactly ``python -m stress.config``, and
+    README links that page; regenerate the block with that command when a schema field or its comment changes."""
+    assert "docs/configuration.md" in README.read_text(encoding="utf-8")
+    text = REFERENCE.read_text(encoding="utf-8")
     block = re.search(r"<!-- config-reference:start -->\n(.*?)<!-- config-reference:end -->", text, re.DOTALL)
-    assert block, "README.md lacks the config-reference markers"
+    assert block, "docs/configuration.md lacks the config-reference markers"
     assert block.group(1) == config_reference()
 
 
@@ -97,5 +100,5 @@ def test_python_m_stress_config_prints_the_table():
     import sys
 
     out = subprocess.run([sys.executable, "-m", "stress.config"], capture_output=True, text=True, check=True,
-                         cwd=README.parent)
+                         cwd=ROOT)
     assert out.stdout == config_reference()

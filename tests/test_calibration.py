@@ -1,4 +1,4 @@
-"""The calibration targets of DESIGN 6 on the shipped market (conf/market/gpu_2026q4.yaml).
+"""The calibration targets of conf/market/README.md on the shipped market (conf/market/gpu_2026q4.yaml).
 
 These are properties of the chosen numbers, not of the code: if a recalibration breaks one, the
 YAML comments and conf/market/README.md must say why.

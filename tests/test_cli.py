@@ -146,3 +146,35 @@ def test_multirun_sweeps_seeds_into_separate_directories(tmp_path):
         with xr.open_dataset(tmp_path / "sweep" / job / "results.nc") as ds:
             seeds.append(ds.attrs["seed"])
     assert seeds == ["1", "2"]
+
+
+def test_init_copies_the_config_and_an_edited_price_drives_the_run(tmp_path):
+    """``stress-test init DIR`` copies the bundled conf/; a run with ``--config-dir DIR`` uses the edited
+    H100 price. On common random numbers the log-price noise is the same, so the H100 price fan is
+    the bundled one times new/old price exactly, and the other chips' fans are unchanged."""
+    import re
+
+    mine = tmp_path / "myconf"
+    r = subprocess.run([sys.executable, "-m", "stress.cli", "init", str(mine)], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    assert (mine / "config.yaml").is_file() and (mine / "portfolio" / "example_loans.csv").is_file()
+    market = mine / "market" / "gpu_2026q4.yaml"
+    text = market.read_text()
+    old = float(re.search(r"\n  H100:\n(?:    #.*\n)*    price: ([0-9.]+)", text).group(1))
+    market.write_text(re.sub(r"(\n  H100:\n(?:    #.*\n)*    price: )[0-9.]+", r"\g<1>1.21", text, count=1))
+    args = ["scenario=[baseline]", "tenors=[36]", "mc.paths=64", "mc.fan_paths=16", "quiet=true"]
+    assert cli(*args, "output.dir=bundled", cwd=tmp_path).returncode == 0
+    r = cli("--config-dir", str(mine), *args, "output.dir=edited", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    with xr.open_dataset(tmp_path / "bundled" / "results.nc") as a, xr.open_dataset(tmp_path / "edited" / "results.nc") as b:
+        assert a.attrs["config_dir"] == str(stress.conf_dir()) and b.attrs["config_dir"] == str(mine.resolve())
+        assert b.attrs["portfolio"] == str(mine.resolve() / "portfolio" / "example_loans.csv")
+        ratio = (b.price_fan / a.price_fan).sel(scenario="baseline")
+        assert ratio.sel(chip="H100").values == pytest.approx(1.21 / old, rel=1e-9)
+        assert ratio.drop_sel(chip="H100").values == pytest.approx(1.0, rel=1e-12)
+        assert float(b.expected_loss.sum()) > float(a.expected_loss.sum())  # half the H100 income: more loss
+    again = subprocess.run([sys.executable, "-m", "stress.cli", "init", str(mine)], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "exists and is not an empty folder" in again.stderr
+    assert market.read_text().count("price: 1.21") == 1  # nothing was overwritten

@@ -1,4 +1,4 @@
-"""The engine against hand-computed cases, closed forms and invariances (DESIGN 2.5)."""
+"""The engine against hand-computed cases, closed forms and invariances."""
 
 import numpy as np
 import pytest

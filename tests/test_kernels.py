@@ -1,6 +1,6 @@
 """The CUDA sources against the numpy reference: kernels/*.cu compiled as host C++ (stress.hostkernel)
 must reproduce stress.rng bit for bit and stress.engine.simulate path by path; nvcc must compile
-them for the GPU (DESIGN 2.5, 5)."""
+them for the GPU."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Philox4x32-10 against its known-answer vectors, the stream layout of DESIGN 2.5, and sanity statistics."""
+"""Philox4x32-10 against its known-answer vectors, the project's stream layout, and sanity statistics."""
 
 from __future__ import annotations
 
