@@ -2,7 +2,10 @@
 
 This is how CPU-only CI checks the kernel arithmetic against the numpy reference engine path by
 path: the same sources, force-including ``kernels/host_shim.h``, built with g++ into a
-cache directory keyed by the hash of the sources, compiler and flags. ``simulate`` has the
+cache directory keyed by the hash of the sources, compiler and flags. The build is ``-O3
+-march=native``; the cache key includes what ``-march=native`` resolves to on this CPU (the
+compiler's expanded target options), so a cache shared between machines never loads a library
+built for another CPU. ``simulate`` has the
 signature and outputs of :func:`stress.engine.simulate` (fans included: the kernel computes them).
 
 ``pack`` flattens a :class:`~stress.engine.Problem` into the argument layout documented at the top
@@ -29,7 +32,7 @@ from .engine import ChunkResult, Problem
 from .errors import ConfigError
 from .recovery import HOURS_PER_MONTH
 
-HOST_FLAGS = ("-O2", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++")
+HOST_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++")
 N_CAUSES = 4  # payment, covenant, refinancing, exogenous
 CHANNEL_BITS = {"payment": 1, "covenant": 2, "refinancing": 4, "exogenous": 8}  # engine.cu ChannelBit
 
@@ -58,6 +61,14 @@ def _compiler() -> tuple[str, str]:
     return cxx, version[0] if version else "?"
 
 
+def _native_target(cxx: str) -> str:
+    """The target options ``-march=native`` expands to on this CPU (``cc1 ... -march=rocketlake
+    -mavx2 ...``, from ``g++ -v``), for the cache key; '' when the compiler does not say."""
+    done = subprocess.run([cxx, "-march=native", "-E", "-v", "-x", "c++", os.devnull], capture_output=True, text=True)
+    lines = [line for line in done.stderr.splitlines() if "-march=" in line and "cc1" in line]
+    return " ".join(w for w in lines[0].split() if w.startswith(("-m", "--param"))) if lines else ""
+
+
 @functools.lru_cache(maxsize=None)
 def load(source: str = "engine.cu") -> ctypes.CDLL:
     """Compile ``kernels/<source>`` as host C++ (once per source hash) and load it."""
@@ -66,7 +77,7 @@ def load(source: str = "engine.cu") -> ctypes.CDLL:
         raise KernelBuildError(f"kernel source {root / source} not found; reinstall the package")
     cxx, version = _compiler()
     flags = (*HOST_FLAGS, "-include", str(root / "host_shim.h"))
-    h = hashlib.sha256(f"{version}\0{' '.join(HOST_FLAGS)}\0{source}\0".encode())
+    h = hashlib.sha256(f"{version}\0{' '.join(HOST_FLAGS)}\0{_native_target(cxx)}\0{source}\0".encode())
     for f in sorted(root.glob("*.cu*")) + sorted(root.glob("*.h")):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
     target = cache_dir() / f"{Path(source).stem}-{h.hexdigest()[:16]}.so"

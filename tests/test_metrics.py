@@ -48,3 +48,31 @@ def test_quantiles_ignore_nan_and_keep_all_nan_slices():
     x = np.array([[1.0, 2.0, np.nan, 4.0], [np.nan] * 4])
     out = metrics.quantiles_along(x, [0.5], axis=1)
     assert out[0, 0] == 2.0 and np.isnan(out[1, 0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fan_quantiles_are_np_nanquantile_bit_for_bit(dtype):
+    """The one-sort quantiles equal np.nanquantile called slice by slice, bit for bit, on random
+    data with NaN (some slices all NaN), infinities, ties and q at 0 and 1, along every axis."""
+    rng = np.random.default_rng(5)
+    qs = [0.0, 0.05, 0.25, 1 / 3, 0.5, 0.75, 0.95, 1.0]
+    for trial in range(12):
+        x = rng.normal(size=tuple(rng.integers(1, 8, size=3))).astype(dtype)
+        x[rng.random(x.shape) < rng.random()] = np.nan
+        x[..., 0] = np.nan if trial % 3 == 0 else x[..., 0]
+        if trial % 4 == 1:
+            x[0] = np.inf
+        if trial % 4 == 2:
+            x = np.round(x)  # ties and signed zeros
+        for axis in range(3):
+            moved = np.moveaxis(x, axis, -1)
+            want = np.full(moved.shape[:-1] + (len(qs),), np.nan)
+            with np.errstate(invalid="ignore"):
+                for idx in np.ndindex(moved.shape[:-1]):
+                    if not np.isnan(moved[idx]).all():
+                        want[idx] = np.nanquantile(moved[idx], qs)
+                got = metrics.quantiles_along(x, qs, axis)
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    assert np.isnan(metrics.quantiles_along(np.zeros((2, 0, 3)), qs, 1)).all()  # no fan paths
+    assert metrics.quantiles_along(np.zeros((2, 0, 3)), qs, 1).shape == (2, 3, len(qs))
