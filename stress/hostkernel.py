@@ -18,8 +18,10 @@ import ctypes
 import functools
 from concurrent.futures import ThreadPoolExecutor
 import hashlib
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -34,6 +36,7 @@ from .recovery import HOURS_PER_MONTH
 
 HOST_FLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-x", "c++")
 N_CAUSES = 4  # payment, covenant, refinancing, exogenous
+log = logging.getLogger("stress")
 CHANNEL_BITS = {"payment": 1, "covenant": 2, "refinancing": 4, "exogenous": 8}  # engine.cu ChannelBit
 
 
@@ -69,9 +72,55 @@ def _native_target(cxx: str) -> str:
     return " ".join(w for w in lines[0].split() if w.startswith(("-m", "--param"))) if lines else ""
 
 
+def trusted_cache() -> Path:
+    """cache_dir(), created with mode 0700; a directory of another user, or a symbolic link, is refused
+    (KernelBuildError), and one of ours that group or others may write is tightened to 0700 with a warning."""
+    path = cache_dir()
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise KernelBuildError(f"the kernel cache {path} is not a directory owned by you (uid {os.getuid()}); "
+                               "remove it or set XDG_CACHE_HOME to a private directory")
+    if st.st_mode & 0o077:
+        log.warning("kernel cache %s was open to other users (mode %o): restricted to 0700, and libraries "
+                    "in it are checked against their digests", path, stat.S_IMODE(st.st_mode))
+        os.chmod(path, 0o700)
+    return path
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _untrusted(library: Path) -> str | None:
+    """Why ``library`` (and its ``.sha256`` sidecar written at build time) must not be loaded, or None."""
+    sidecar = library.with_name(library.name + ".sha256")
+    for f in (library, sidecar):
+        st = os.lstat(f)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+            return f"{f.name} is not a regular file owned by you and writable by you alone"
+    if sidecar.read_text().strip() != _sha256(library):
+        return f"{library.name} does not match the digest recorded when it was built"
+    return None
+
+
+def _build(cxx: str, flags: tuple, source: Path, target: Path) -> None:
+    """Compile ``source`` into ``target`` and its digest into ``target.sha256``, each by one atomic rename."""
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        built = Path(tmp) / target.name
+        done = subprocess.run([cxx, *flags, str(source), "-o", str(built)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise KernelBuildError(f"g++ could not compile {source} as host C++:\n{done.stderr.strip()}")
+        digest = Path(tmp) / "digest"
+        digest.write_text(_sha256(built) + "\n")
+        os.replace(built, target)  # atomic: concurrent builds of the same hash are harmless
+        os.replace(digest, target.with_name(target.name + ".sha256"))
+
+
 @functools.lru_cache(maxsize=None)
 def load(source: str = "engine.cu") -> ctypes.CDLL:
-    """Compile ``kernels/<source>`` as host C++ (once per source hash) and load it."""
+    """Compile ``kernels/<source>`` as host C++ (once per source hash) into the trusted cache and load
+    it; a cached library that fails the ownership or digest check is rebuilt, with a warning."""
     root = kernels_dir()
     if not (root / source).is_file():
         raise KernelBuildError(f"kernel source {root / source} not found; reinstall the package")
@@ -80,15 +129,15 @@ def load(source: str = "engine.cu") -> ctypes.CDLL:
     h = hashlib.sha256(f"{version}\0{' '.join(HOST_FLAGS)}\0{_native_target(cxx)}\0{source}\0".encode())
     for f in sorted(root.glob("*.cu*")) + sorted(root.glob("*.h")):
         h.update(f.name.encode() + b"\0" + f.read_bytes())
-    target = cache_dir() / f"{Path(source).stem}-{h.hexdigest()[:16]}.so"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-            built = Path(tmp) / target.name
-            done = subprocess.run([cxx, *flags, str(root / source), "-o", str(built)], capture_output=True, text=True)
-            if done.returncode != 0:
-                raise KernelBuildError(f"g++ could not compile {root / source} as host C++:\n{done.stderr.strip()}")
-            os.replace(built, target)  # atomic: concurrent builds of the same hash are harmless
+    target = trusted_cache() / f"{Path(source).stem}-{h.hexdigest()[:16]}.so"
+    if os.path.lexists(target):
+        why = _untrusted(target) if os.path.lexists(target.with_name(target.name + ".sha256")) else \
+            f"{target.name} has no digest recorded at build time"
+        if why is not None:
+            log.warning("not loading the cached host kernel: %s; rebuilding it", why)
+            _build(cxx, flags, root / source, target)
+    else:
+        _build(cxx, flags, root / source, target)
     try:
         return ctypes.CDLL(str(target))
     except OSError as exc:

@@ -2,7 +2,8 @@
 
 Every ``*_figure(ds)`` function takes the Dataset and returns a ``matplotlib.figure.Figure``; no
 pyplot state is touched, so figures never leak between calls or threads. ``write_figures`` saves
-them all as PNG files. Monetary values are shown in USD m, rates in % (of the portfolio principal
+them all as PNG files. All text is drawn as plain text (no math text, no TeX), since labels come from
+user data (loan ids, borrowers, scenario names) and a ``$`` must not be parsed. Monetary values are shown in USD m, rates in % (of the portfolio principal
 where stated), prices in USD per GPU-hour and time in months after the valuation date.
 """
 
@@ -11,12 +12,14 @@ from __future__ import annotations
 import io
 import math
 import os
+import functools
 import uuid
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import xarray as xr
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -27,6 +30,16 @@ from .engine import TAPE_TENOR  # tenor coordinate 0: each loan's own tenor_mont
 DPI = 120
 CAUSE_COLORS = {"payment": "#d62728", "covenant": "#ff7f0e", "refinancing": "#9467bd", "exogenous": "#7f7f7f"}
 QUANTILE_COLORS = ("#e69f00", "#d55e00", "#7a0019", "#3b0008")
+PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}  # user labels are text, never math or TeX
+
+
+def plain_text(make: Callable[..., Figure]) -> Callable[..., Figure]:
+    """Build the figure with PLAIN_TEXT in force: each Text keeps these settings when drawn later."""
+    @functools.wraps(make)
+    def build(*args, **kwargs) -> Figure:
+        with rc_context(PLAIN_TEXT):
+            return make(*args, **kwargs)
+    return build
 
 
 # ----------------------------------------------------------------------------- helpers shared with report.py
@@ -242,6 +255,7 @@ def loss_tail_tenors(ds: xr.Dataset) -> list[int]:
     return tenors if len(tenors) <= 4 else [tenors[0], tenors[-1]]
 
 
+@plain_text
 def loss_distribution_figure(ds: xr.Dataset, bins: int = 50) -> Figure:
     """Log-density histograms of the portfolio loss, one row per scenario and one column per tenor,
     with VaR (dashed) and ES (solid) at each quantile."""
@@ -299,6 +313,7 @@ def loss_distribution_figure(ds: xr.Dataset, bins: int = 50) -> Figure:
 
 # ----------------------------------------------------------------------------- (b) heatmaps
 
+@plain_text
 def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
     """EL and VaR (99% or nearest) as % of portfolio principal, scenario x tenor, annotated."""
     scenarios = [str(s) for s in ds.scenario.values]
@@ -333,6 +348,7 @@ def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
 
 # ----------------------------------------------------------------------------- (c) price fans
 
+@plain_text
 def price_fan_figure(ds: xr.Dataset) -> Figure:
     """Spot rental price fans of every chip family, one panel per scenario, with launch months."""
     scenarios = [str(s) for s in ds.scenario.values]
@@ -385,6 +401,7 @@ def price_fan_figure(ds: xr.Dataset) -> Figure:
 
 # ----------------------------------------------------------------------------- (d) LTV / DSCR fans
 
+@plain_text
 def ltv_dscr_figure(ds: xr.Dataset, tenor: int | None = None) -> Figure:
     """Principal-weighted portfolio LTV and DSCR fans, one row per scenario, for one tenor."""
     k = default_tenor(ds) if tenor is None else int(tenor)
@@ -433,6 +450,7 @@ def ltv_dscr_figure(ds: xr.Dataset, tenor: int | None = None) -> Figure:
 
 # ----------------------------------------------------------------------------- (e) defaults
 
+@plain_text
 def defaults_figure(ds: xr.Dataset) -> Figure:
     """Cumulative default rate by month (one panel per tenor), then default-cause shares as stacked
     bars per scenario and tenor."""
@@ -505,6 +523,7 @@ def defaults_figure(ds: xr.Dataset) -> Figure:
 
 # ----------------------------------------------------------------------------- (f) per loan
 
+@plain_text
 def loan_figure(ds: xr.Dataset, tenor: int | None = None) -> Figure:
     """Per-loan EL (USD m) and PD (%) for the baseline and the worst scenario, loans sorted by EL."""
     k = default_tenor(ds) if tenor is None else int(tenor)
@@ -558,7 +577,8 @@ def figure_filename(name: str) -> str:
 
 def render_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=DPI)
+    with rc_context(PLAIN_TEXT):  # tick labels made while drawing are plain text too
+        fig.savefig(buf, format="png", dpi=DPI)
     return buf.getvalue()
 
 
