@@ -138,7 +138,7 @@ class LocalExecutor:
     """The chunks one after another in this process, on the backend chosen by ``backend``."""
 
     def __init__(self, cfg: StressConfig):
-        self.be = _backend.select(cfg.backend, cfg.mc.importance_sampling)
+        self.be = _backend.select(cfg.backend)
         self.backend, self.device = self.be.name, self.be.device
 
     def map(self, prob: Problem, todo, seed, fan_paths, precision, keep_paths) -> Iterator[ChunkResult]:
