@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .configerrors import explain, schema_problems
 from .errors import ConfigError
+from .limits import market_problems, out_of_range, shock_bounds
 
 CHANNELS = ("payment", "covenant", "refinancing", "exogenous")
 VALUATION_METHODS = ("spot", "appraisal")
@@ -374,14 +375,11 @@ def _shock_problems(cfg: StressConfig) -> list[str]:
                 e.append(f"{k}.target: {problem}")
             _check(e, shock.kind in SHOCK_KINDS, f"{k}.kind",
                    f"must be one of {', '.join(SHOCK_KINDS)}; got {shock.kind!r}")
-            if not math.isfinite(v):
-                e.append(f"{k}.value: must be a finite number, got {v}")
-            elif shock.kind == "mul":
-                _check(e, v >= 0, f"{k}.value", f"a multiplier (kind mul) must be >= 0, got {v}")
-            elif shock.kind == "set" and t in shares:
-                _check(e, 0 <= v <= 1, f"{k}.value", f"{shares[t]} (target {t}) must be in [0, 1], got {v}")
-            elif shock.kind == "set" and (t.startswith("price.") or t in ("power_price", "pd_multiplier")):
-                _check(e, v >= 0, f"{k}.value", f"target {t} cannot be set below 0, got {v}")
+            bounds = shock_bounds(t, shock.kind)  # None: unknown target or kind, reported above
+            why = out_of_range(v, bounds or (-math.inf, math.inf))
+            if why and shock.kind == "set" and t in shares:
+                why = f"{shares[t]} (target {t}) {why}"
+            _check(e, why is None, f"{k}.value", str(why))
             _check(e, shock.start_month >= 1 and shock.ramp_months >= 0, f"{k}",
                    f"start_month must be >= 1 and ramp_months >= 0, got {shock.start_month} and {shock.ramp_months}")
             _check(e, shock.end_month is None or shock.end_month >= shock.start_month, f"{k}.end_month",
@@ -446,35 +444,15 @@ def validate(cfg: StressConfig) -> None:
            f"must be in 0..{MAX_MONTHS} months, got {rec.lag_months}")
 
     m = cfg.market
-    _check(e, 0 <= m.base_rate <= 1, "market.base_rate", f"must be in [0, 1] (decimal per year), got {m.base_rate}")
     _check(e, len(m.chips) > 0, "market.chips", "the market defines no chip family")
+    e += market_problems(m)  # the documented sanity range of every market number
     for c, chip in m.chips.items():
-        k = f"market.chips.{c}"
-        _check(e, chip.price > 0, f"{k}.price", f"must be > 0 USD/GPU-h, got {chip.price}")
-        _check(e, chip.power_kw >= 0, f"{k}.power_kw", f"must be >= 0, got {chip.power_kw}")
-        _check(e, 0 <= chip.persistence < 1, f"{k}.persistence", f"must be in [0, 1), got {chip.persistence}")
-        _check(e, chip.volatility >= 0, f"{k}.volatility", f"must be >= 0, got {chip.volatility}")
-        _check(e, 0 <= chip.failure_rate < 1, f"{k}.failure_rate", f"must be in [0, 1), got {chip.failure_rate}")
-        _check(e, 0 < chip.reference_utilization < m.utilization.u_max, f"{k}.reference_utilization",
+        _check(e, 0 < chip.reference_utilization < m.utilization.u_max, f"market.chips.{c}.reference_utilization",
                f"must be in (0, market.utilization.u_max={m.utilization.u_max}), got {chip.reference_utilization}")
-        _check(e, chip.useful_life_months > 0, f"{k}.useful_life_months", "must be > 0")
-        _check(e, chip.scrap_value >= 0, f"{k}.scrap_value", "must be >= 0")
     names = [launch.name for launch in m.launches]
     _check(e, len(set(names)) == len(names), "market.launches", f"names must be unique, got {names}")
-    for i, launch in enumerate(m.launches):
-        k = f"market.launches[{i}] ({launch.name})"
-        _check(e, 0 <= launch.step < 1, f"{k}.step", f"must be in [0, 1), got {launch.step}")
-        _check(e, launch.ramp_months >= 0, f"{k}.ramp_months", "must be >= 0")
-        _check(e, launch.jitter_months >= 0, f"{k}.jitter_months", "must be >= 0")
-        _check(e, math.isfinite(launch.month), f"{k}.month", "must be a number of months")
-    _check(e, 0 <= m.demand.persistence < 1, "market.demand.persistence", "must be in [0, 1)")
-    _check(e, 0 < m.utilization.u_max <= 1, "market.utilization.u_max", "must be in (0, 1]")
-    _check(e, 0 <= m.utilization.idle_power_share <= 1, "market.utilization.idle_power_share", "must be in [0, 1]")
-    _check(e, m.valuation.discount_rate > -1, "market.valuation.discount_rate", "must be > -1")
     _check(e, m.valuation.method in VALUATION_METHODS, "market.valuation.method",
            f"must be one of {', '.join(VALUATION_METHODS)}; got {m.valuation.method!r}")
-    _check(e, 1 <= m.valuation.appraisal_months <= MAX_MONTHS, "market.valuation.appraisal_months",
-           f"must be in 1..{MAX_MONTHS} months, got {m.valuation.appraisal_months}")
 
     if not cfg.scenario:
         from .configerrors import group_options
