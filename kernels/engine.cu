@@ -77,6 +77,10 @@
 
 namespace engine {
 
+// USD a month: with less than a cent due a loan has no DSCR (its ratio would overflow). Same as
+// stress/engine.py MIN_SERVICE.
+constexpr double kMinService = 0.01;
+
 enum ConfigIndex : int {
   CFG_SCENARIOS,
   CFG_TENORS,
@@ -499,7 +503,7 @@ struct PathSim {
           const T w = T(tb.principal[l]);
           sc.fan_weight[k] += w;
           sc.fan_ltv[k] += w * (opening / collateral);
-          if (m.service > T(0)) {  // a loan with nothing due has no DSCR
+          if (m.service >= T(kMinService)) {  // nothing (or under a cent) due: no DSCR
             sc.fan_dscr_weight[k] += w;
             sc.fan_dscr[k] += w * (cf / m.service);
           }

@@ -29,6 +29,7 @@ from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
 
 TAPE_TENOR = 0  # tenor coordinate meaning "each loan's tenor_months from the tape"
+MIN_SERVICE = 0.01  # USD a month: with less than a cent due a loan has no DSCR (its ratio would overflow)
 
 
 @dataclass(frozen=True)
@@ -309,7 +310,7 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 price_fan[:, :, :, i] = to_host(price[:, :F])
                 w = xp.where(was_live, weight, 0.0)
                 wsum = w.sum(-1)
-                serviced = was_live & (service[:, :, :F] > 0)  # a loan with nothing due has no DSCR
+                serviced = was_live & (service[:, :, :F] >= MIN_SERVICE)  # nothing (or under a cent) due: no DSCR
                 w_dscr = xp.where(serviced, weight, 0.0)
                 w_dscr_sum = w_dscr.sum(-1)
                 with np.errstate(divide="ignore", invalid="ignore"):

@@ -20,6 +20,10 @@ LOAN = dict(
     contract_price=2.5, contract_months=36, power_price=0.08, pue=1.3, opex_fixed=100.0, reserve_months=3,
     dscr_min=1.2, ltv_max=0.9, pd_annual=0.02, asset_corr=0.2,
 )
+# A balloon loan owing ~1e-300 USD of interest a month: its DSCR would overflow (found by hypothesis).
+NEAR_ZERO_RATE_LOAN = dict(chip="A100", gpus=59326, principal=172882329.4, rate=1.1125369292536007e-308,
+                           amortization="balloon", balloon_pct=0.49, tenor_months=8, dscr_min=250341.9,
+                           ltv_max=1.0, pd_annual=0.0, asset_corr=0.0)
 
 
 def write_tape(path: Path, loans: list[dict]) -> Path:

@@ -23,7 +23,7 @@ import stress
 from stress.config import to_schema
 from stress.errors import ConfigError
 from stress.portfolio import COLUMNS
-from support import config
+from support import LOAN, NEAR_ZERO_RATE_LOAN, config
 
 CHIPS = ("A100", "H100", "H200", "B200", "GB200")
 LAUNCHES = ("Rubin", "Rubin_Ultra", "Feynman")
@@ -139,7 +139,8 @@ def check_invariants(ds, rows: list[dict]) -> None:
     assert np.array_equal(np.isnan(share).all(-1), ~has)
     np.testing.assert_allclose(share[has].sum(-1), 1.0)
     counts = np.stack([(cause == c).sum(axis=(2, 3)) for c in range(1, 5)], -1)
-    np.testing.assert_allclose(share[has], (counts / counts.sum(-1, keepdims=True))[has])
+    total = counts.sum(-1, keepdims=True)
+    np.testing.assert_allclose(share[has], (counts / np.maximum(total, 1))[has])
 
 
 def _case(rows, scenarios, tenors, channels, cross, precision="float64"):
@@ -223,3 +224,10 @@ def test_dscr_of_a_loan_without_debt_service(tape):
                             "quiet=true"]))
     fan = ds.dscr_fan.sel(scenario="baseline", tenor=36)
     assert fan.sel(month=slice(1, 35)).isnull().all()  # nothing due before maturity: no DSCR
+
+
+def test_a_rate_near_zero_leaves_the_dscr_fan_finite():
+    """A balloon loan at a rate of 1e-308 owes ~1e-300 USD of interest a month: its DSCR would
+    overflow to infinity (a case hypothesis found); under a cent due counts as nothing due."""
+    row = {**LOAN, **NEAR_ZERO_RATE_LOAN, "loan_id": "L0", "borrower": "B0"}
+    _case([row], {"s0": []}, "[]", "[payment,covenant,refinancing,exogenous]", False)

@@ -18,6 +18,7 @@ from stress import config as config_module
 from stress import engine, hostkernel, rng
 from stress.config import ScenarioConfig, ShockConfig
 from stress.portfolio import load_portfolio
+from support import NEAR_ZERO_RATE_LOAN, write_tape
 
 pytestmark = pytest.mark.kernels
 
@@ -325,6 +326,19 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     with np.errstate(divide="ignore", invalid="ignore"):
         ref = engine.simulate(np, prob, **args)
     _assert_parity(ref, hostkernel.simulate(prob, **args))
+
+
+def test_near_zero_debt_service_has_no_dscr(host, tmp_path):
+    """A loan owing ~1e-300 USD a month has no DSCR in either engine (the ratio would overflow)."""
+    host("engine.cu")
+    cfg = config_module.to_schema(config_module.compose(["tenors=[]"]))
+    tape = load_portfolio(write_tape(tmp_path / "tape.csv", [NEAR_ZERO_RATE_LOAN]), cfg.market.chips.keys())
+    prob = engine.build_problem(cfg, tape)
+    args = dict(seed=11, start=0, stop=40, fan_paths=20, keep_paths=True)
+    ref = engine.simulate(np, prob, **args)
+    got = hostkernel.simulate(prob, **args)
+    assert not np.isinf(ref.dscr).any() and np.isnan(ref.dscr[..., 1:]).all()
+    _assert_parity(ref, got)
 
 
 def test_missing_compiler_is_a_clear_error(monkeypatch):
