@@ -15,7 +15,7 @@ from pathlib import Path
 import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
-from . import accessor, engine, executor, results  # noqa: F401  (accessor registers ds.stress)
+from . import accessor, engine, executor, footprint, results  # noqa: F401  (accessor registers ds.stress)
 from .checkpoint import ChunkStore
 from .config import StressConfig, compose, conf_dir, config_dirs, to_schema
 from .errors import ConfigError, OutputError, StressError, TapeError
@@ -78,6 +78,7 @@ def run(config: DictConfig | StressConfig) -> xr.Dataset:
     prob = engine.build_problem(cfg, tape)
     S, K, L = prob.shape
     chunk = cfg.mc.chunk_paths or max(1, CELLS_PER_CHUNK // (S * K * L))
+    footprint.check(footprint.of_run(cfg, prob, chunk), cfg.mc.paths)  # before any per-path array or chunk file
     store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), __version__)
     started = time.perf_counter()
     with executor.start(cfg) as ex:

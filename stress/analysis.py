@@ -68,7 +68,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from . import backend as _backend
-from . import engine, metrics, results
+from . import engine, footprint, metrics, results
 from .config import ScenarioConfig, ShockConfig, StressConfig, to_schema
 from .portfolio import Portfolio, load_portfolio
 
@@ -145,6 +145,8 @@ def _simulate(ctx: _Context, scenarios: dict[str, list[ShockConfig]], *, cfg: St
     prob = engine.build_problem(c, tape)
     S, K, L = prob.shape
     chunk = c.mc.chunk_paths or max(1, CELLS_PER_CHUNK // (S * K * L))
+    footprint.check(footprint.estimate(S, K, L, prob.months, c.mc.paths, chunk, 0, False, c.mc.importance_sampling),
+                    c.mc.paths)
     dtype = np.dtype(c.precision)
     chunks = [_chunk(ctx.be, prob, c.mc.seed, a, min(a + chunk, c.mc.paths), dtype)
               for a in range(0, c.mc.paths, chunk)]

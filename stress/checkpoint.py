@@ -3,7 +3,7 @@
 One ``.npz`` per chunk (``chunk-START-STOP.npz``, written to a temporary name and renamed, so a
 file is either whole or absent) and ``manifest.json`` (also replaced atomically after each chunk)
 holding what the chunks depend on: a hash of the resolved config that affects results (all of it
-except ``output.*``, ``executor.*``, ``quiet`` and ``backend``), that config itself (to name the
+except ``output.*``, ``executor.*``, ``quiet``, ``backend`` and ``mc.max_paths``), that config itself (to name the
 keys that changed), a hash of the loan tape file, the package version, the chunk size and whether
 per-path detail is kept, and the SHA-256 of every chunk file.
 
@@ -46,6 +46,7 @@ def result_config(cfg: StressConfig) -> dict:
     d = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
     for key in NOT_HASHED:
         d.pop(key, None)
+    d["mc"].pop("max_paths", None)  # a guard, not a model input
     return d
 
 

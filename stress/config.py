@@ -150,6 +150,7 @@ class ModelConfig:
 @dataclass
 class MCConfig:
     paths: int = 2000  # Monte Carlo paths (at least 2), shared by all scenarios and tenors (common random numbers)
+    max_paths: int = 100_000_000  # mc.paths above this is refused as a likely typo (raise it for a bigger run); a run that cannot fit in memory is refused anyway
     seed: int = 20261125  # 64-bit Philox key: the same seed gives the same paths on every backend and chunk size
     chunk_paths: Optional[int] = None  # paths per chunk; null = sized to a memory budget
     fan_paths: int = 500  # paths (the first ones) used for price, LTV and DSCR fans
@@ -409,6 +410,9 @@ def validate(cfg: StressConfig) -> None:
     e: list[str] = []
     _check(e, cfg.mc.paths >= 2, "mc.paths",
            f"must be a positive integer, at least 2 (standard errors need two paths), got {cfg.mc.paths}")
+    _check(e, cfg.mc.paths <= cfg.mc.max_paths, "mc.paths",
+           f"{cfg.mc.paths} is above mc.max_paths={cfg.mc.max_paths} (a guard against a typo; set mc.max_paths "
+           "higher to run more paths)")
     _check(e, cfg.mc.chunk_paths is None or cfg.mc.chunk_paths > 0, "mc.chunk_paths",
            f"must be a positive integer or null, got {cfg.mc.chunk_paths}")
     _check(e, cfg.mc.fan_paths >= 0, "mc.fan_paths", f"must be >= 0, got {cfg.mc.fan_paths}")

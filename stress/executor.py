@@ -11,7 +11,9 @@ samples and, with ``output.paths``, the per-path defaults) grow with the number 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import itertools
 import logging
 import os
 import time
@@ -29,8 +31,31 @@ log = logging.getLogger("stress")
 SHOW_PROGRESS_AFTER = 1.0  # seconds: shorter runs never draw a progress bar
 
 
-def chunk_ranges(paths: int, chunk: int) -> list[tuple[int, int]]:
-    return [(a, min(a + chunk, paths)) for a in range(0, paths, chunk)]
+@dataclasses.dataclass(frozen=True)
+class ChunkRanges:
+    """The chunks [start, stop) of ``paths`` paths, ``chunk`` paths each (the last one shorter),
+    computed when asked for: a run of 10^12 paths has far too many to list."""
+
+    paths: int
+    chunk: int
+
+    def __len__(self) -> int:
+        return -(-self.paths // self.chunk)
+
+    def __getitem__(self, i: int) -> tuple[int, int]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return i * self.chunk, self.stop(i * self.chunk)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        return ((a, self.stop(a)) for a in range(0, self.paths, self.chunk))
+
+    def stop(self, start: int) -> int:
+        return min(start + self.chunk, self.paths)
+
+
+def chunk_ranges(paths: int, chunk: int) -> ChunkRanges:
+    return ChunkRanges(paths, chunk)
 
 
 class Gather:
@@ -43,13 +68,13 @@ class Gather:
     SUMS = ("loan_loss", "loan_defaults", "loan_lgd", "defaulted_exposure", "cause_count")
     OPTIONAL_SUMS = ("loan_equity", "loan_equity_sq")  # None in every chunk, or summed like SUMS
 
-    def __init__(self, ranges: list[tuple[int, int]], fan_paths: int):
+    def __init__(self, ranges: ChunkRanges, fan_paths: int):
         unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS,
                                                              *self.OPTIONAL_SUMS}
         if unknown:  # a new field of ChunkResult must be declared here, with how it combines
             raise TypeError(f"executor.Gather does not know how to combine ChunkResult.{sorted(unknown)}")
-        self.starts = [a for a, _ in ranges]
-        self.paths = ranges[-1][1] if ranges else 0
+        self.ranges = ranges
+        self.paths = ranges.paths
         self.fan_paths = max(0, min(fan_paths, self.paths))
         self.arrays: dict[str, Optional[np.ndarray]] = {}
         self.sums: dict[str, object] = {**dict.fromkeys(self.SUMS, 0), **dict.fromkeys(self.OPTIONAL_SUMS)}
@@ -74,8 +99,8 @@ class Gather:
         for name, axis in self.FANS.items():
             self._place(name, getattr(res, name), axis, min(res.start, self.fan_paths), self.fan_paths)
         self.waiting[res.start] = {name: getattr(res, name) for name in (*self.SUMS, *self.OPTIONAL_SUMS)}
-        while self.next < len(self.starts) and self.starts[self.next] in self.waiting:
-            part = self.waiting.pop(self.starts[self.next])
+        while self.next < len(self.ranges) and self.ranges[self.next][0] in self.waiting:
+            part = self.waiting.pop(self.ranges[self.next][0])
             for name in self.SUMS:  # exactly sum() over the chunks sorted by start, as results.combine
                 self.sums[name] = self.sums[name] + part[name]
             for name in self.OPTIONAL_SUMS:
@@ -84,8 +109,8 @@ class Gather:
             self.next += 1
 
     def result(self) -> ChunkResult:
-        if self.next != len(self.starts):
-            raise RuntimeError(f"only {self.next} of {len(self.starts)} chunks were gathered")
+        if self.next != len(self.ranges):
+            raise RuntimeError(f"only {self.next} of {len(self.ranges)} chunks were gathered")
         return ChunkResult(start=0, **self.arrays, **self.sums)
 
 
@@ -179,6 +204,8 @@ class DaskExecutor:
     started for this run and closed at its end: a ``LocalCluster`` of worker processes, or with
     ``executor.gpus`` a ``dask_cuda.LocalCUDACluster`` (one worker per GPU, CuPy backend)."""
 
+    IN_FLIGHT_PER_WORKER = 4  # chunks submitted ahead per worker: the scheduler never holds every chunk of a huge run
+
     def __init__(self, cfg: StressConfig):
         ex = cfg.executor
         try:
@@ -213,6 +240,7 @@ class DaskExecutor:
                     raise ConfigError(f"the Dask cluster at {self.client.scheduler.address} has no workers "
                                       "(waited 60 s)") from None
                 n = len(self.client.scheduler_info().get("workers", {}))
+            self.workers = n
             self.device = f"Dask ({n} workers, {self.backend}) at {self.client.scheduler.address}"
         except BaseException:
             self.close()
@@ -241,18 +269,32 @@ class DaskExecutor:
     def map(self, prob: Problem, todo, seed, fan_paths, precision, keep_paths) -> Iterator[ChunkResult]:
         from distributed import as_completed
 
-        if not todo:
+        todo = iter(todo)
+        first = next(todo, None)
+        if first is None:
             return
         shared = self.client.scatter(prob, broadcast=True, hash=False)
-        futures = [self.client.submit(simulate_chunk, shared, seed, a, b, fan_paths, precision, keep_paths,
-                                      self.backend, key=f"stress-chunk-{a}-{b}-{shared.key}")
-                   for a, b in todo]
+        pending, finished = set(), as_completed(with_results=True)
+
+        def submit(r) -> None:
+            a, b = r
+            future = self.client.submit(simulate_chunk, shared, seed, a, b, fan_paths, precision, keep_paths,
+                                        self.backend, key=f"stress-chunk-{a}-{b}-{shared.key}")
+            pending.add(future)
+            finished.add(future)
+
+        submit(first)
+        for r in itertools.islice(todo, self.IN_FLIGHT_PER_WORKER * self.workers - 1):
+            submit(r)
         try:
-            for future, res in as_completed(futures, with_results=True):
+            for future, res in finished:
+                pending.discard(future)
                 future.release()
+                for r in itertools.islice(todo, 1):  # the next chunk takes the finished one's place
+                    submit(r)
                 yield res
         finally:  # interrupted or failed: do not leave tasks running on a shared cluster
-            self.client.cancel(futures)
+            self.client.cancel(list(pending))
             del shared
 
     def close(self) -> None:
@@ -280,19 +322,20 @@ def run_chunks(ex, prob: Problem, cfg: StressConfig, chunk: int, store=None) -> 
     stored as they finish), gathered into one ChunkResult."""
     ranges = chunk_ranges(cfg.mc.paths, chunk)
     gather = Gather(ranges, cfg.mc.fan_paths)
-    stops = dict(ranges)
-    done = [r for r in ranges if store is not None and store.has(*r)]
-    todo = [r for r in ranges if not (store is not None and store.has(*r))]
+    stored = (lambda r: False) if store is None else (lambda r: store.has(*r))  # noqa: E731
+    todo = (r for r in ranges if not stored(r))  # lazily: never a list of every chunk
     bar = _Bar(len(ranges), not cfg.quiet, f"simulating {cfg.mc.paths} paths")
     try:
-        for a, b in done:
-            gather.add(store.load(a, b))
-        bar.advance(len(done))
+        if store is not None and store.chunks:
+            done = [r for r in ranges if stored(r)]
+            for a, b in done:
+                gather.add(store.load(a, b))
+            bar.advance(len(done))
         with contextlib.closing(ex.map(prob, todo, cfg.mc.seed, cfg.mc.fan_paths, cfg.precision,
                                        cfg.output.paths)) as finished:
             for res in finished:
                 if store is not None:
-                    store.save(res, stops[res.start])
+                    store.save(res, ranges.stop(res.start))
                 gather.add(res)
                 bar.advance()
     finally:
