@@ -15,7 +15,7 @@ from pathlib import Path
 import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
-from . import accessor, engine, executor, footprint, results  # noqa: F401  (accessor registers ds.stress)
+from . import accessor, engine, executor, footprint, lock, results  # noqa: F401  (accessor registers ds.stress)
 from .checkpoint import ChunkStore
 from .config import StressConfig, compose, conf_dir, config_dirs, to_schema
 from .errors import ConfigError, OutputError, StressError, TapeError
@@ -68,13 +68,21 @@ def analyze(config: DictConfig | StressConfig) -> xr.Dataset:
 def run(config: DictConfig | StressConfig) -> xr.Dataset:
     """Run the stress test described by ``config`` and return the results Dataset; when
     ``output.dir`` is set, also write it there (refusing to overwrite unless asked), keeping each
-    finished chunk under ``output.dir/chunks/`` until then (``output.resume=true`` reuses them)."""
+    finished chunk under ``output.dir/chunks/`` until then (``output.resume=true`` reuses them),
+    holding the lock of ``output.dir`` throughout (:mod:`stress.lock`: one run per directory)."""
     cfg = to_schema(config)
+    if cfg.output.dir is None:
+        if cfg.output.resume:
+            raise ConfigError("output.resume=true needs output.dir (where the chunks of the earlier run are)")
+        return _run(cfg)
+    with lock.held(cfg.output.dir):
+        return _run(cfg)
+
+
+def _run(cfg: StressConfig) -> xr.Dataset:
     tape = load_portfolio(tape_path(cfg), cfg.market.chips.keys())
     if cfg.output.dir is not None:
         results.check_writable(cfg.output.dir, cfg.output.format, cfg.output.overwrite)
-    elif cfg.output.resume:
-        raise ConfigError("output.resume=true needs output.dir (where the chunks of the earlier run are)")
     prob = engine.build_problem(cfg, tape)
     S, K, L = prob.shape
     chunk = cfg.mc.chunk_paths or max(1, CELLS_PER_CHUNK // (S * K * L))

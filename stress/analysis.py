@@ -68,7 +68,7 @@ import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
 from . import backend as _backend
-from . import engine, footprint, metrics, results
+from . import engine, footprint, lock, metrics, results
 from .config import ScenarioConfig, ShockConfig, StressConfig, to_schema
 from .portfolio import Portfolio, load_portfolio
 
@@ -529,11 +529,20 @@ def analyze(config: DictConfig | StressConfig) -> xr.Dataset:
     """Run the analysis named by ``analysis`` (``run``: the main run, ``stress.run``) and return its
     Dataset; with ``output.dir``, also write ``analysis_<name>.nc`` there (never overwriting unless
     ``output.overwrite``)."""
-    from . import __version__, kernel_hash, run, tape_path
+    from . import run
 
     cfg = to_schema(config)
     if cfg.analysis == "run":
         return run(cfg)
+    if cfg.output.dir is None:
+        return _analyze(cfg)
+    with lock.held(cfg.output.dir):  # one run per output directory
+        return _analyze(cfg)
+
+
+def _analyze(cfg: StressConfig) -> xr.Dataset:
+    from . import __version__, kernel_hash, tape_path
+
     path = None
     if cfg.output.dir is not None:
         path = output_path(cfg.output.dir, cfg.output.format, cfg.analysis)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -12,6 +13,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from . import lock
 from .config import conf_dir, register_schemas
 from .errors import StressError
 
@@ -26,10 +28,6 @@ def _task(cfg: DictConfig) -> None:
     global _started, _out_dir, _written
     _started = True
     _written = None
-    from rich.console import Console
-
-    from . import results, run
-
     hydra_cfg = HydraConfig.get()
     with open_dict(cfg):
         if cfg.output.dir is None:
@@ -38,6 +36,21 @@ def _task(cfg: DictConfig) -> None:
             if source.provider == "main" and Path(source.path).resolve() != conf_dir():
                 cfg.config_dir = str(Path(source.path).resolve())
     _out_dir = str(cfg.output.dir)
+    with contextlib.ExitStack() as stack:
+        try:  # one run per output directory, held until the report is written too
+            stack.enter_context(lock.held(_out_dir))
+        except StressError as exc:
+            print(f"stress-test: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        _job(cfg)
+
+
+def _job(cfg: DictConfig) -> None:
+    global _written
+    from rich.console import Console
+
+    from . import results, run
+
     if cfg.get("analysis", "run") != "run":  # analysis=breakeven|reverse|sensitivities: output.dir/analysis_NAME.nc
         from .analysis import cli_main
 

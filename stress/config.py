@@ -150,13 +150,13 @@ class ModelConfig:
 @dataclass
 class MCConfig:
     paths: int = 2000  # Monte Carlo paths (at least 2), shared by all scenarios and tenors (common random numbers)
-    max_paths: int = 100_000_000  # mc.paths above this is refused as a likely typo (raise it for a bigger run); a run that cannot fit in memory is refused anyway
     seed: int = 20261125  # 64-bit Philox key: the same seed gives the same paths on every backend and chunk size
     chunk_paths: Optional[int] = None  # paths per chunk; null = sized to a memory budget
     fan_paths: int = 500  # paths (the first ones) used for price, LTV and DSCR fans
     importance_sampling: bool = False  # shift the systematic normals to the adverse side; results carry weights
     is_shift_copula: float = 0.5  # IS: the copula systematic factor Z -> Z - shift (standard deviations)
     is_shift_demand: float = 1.0  # IS: stationary mean of the demand factor moved down by this many sd
+    max_paths: int = 100_000_000  # mc.paths above this is refused as a likely typo (raise it for a bigger run); a run that cannot fit in memory is refused anyway
 
 
 @dataclass

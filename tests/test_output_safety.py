@@ -284,3 +284,56 @@ def test_dataset_built_with_a_nan_fails_loudly(monkeypatch):
     monkeypatch.setattr(results.metrics, "expected_loss", broken)
     with pytest.raises(results.NonFiniteResult, match="expected_loss: "):
         stress.run(stress.compose(TINY))
+
+
+# ------------------------------------------------------------------------------ one run per output directory
+
+
+def wait_for(condition, proc, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+
+
+def test_a_second_run_into_a_busy_output_dir_exits_2_and_a_dead_holder_is_taken_over(tmp_path):
+    """Two real processes: while run A stores its chunks, run B into the same output.dir (even with
+    output.overwrite=true, which would discard A's chunks) stops at once naming A; after kill -9 of A
+    its lock file is stale, and run C takes it over with a warning."""
+    out = tmp_path / "out"
+    a = subprocess.Popen([sys.executable, "-m", "stress.cli", *LONG_RUN, f"output.dir={out}", "hydra.run.dir=run"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: any((out / "chunks").glob("chunk-*.npz")), a)
+        chunks = sorted((out / "chunks").glob("chunk-*.npz"))
+        started = time.monotonic()
+        b = subprocess.run([sys.executable, "-m", "stress.cli", *TINY, f"output.dir={out}", "output.overwrite=true",
+                            "hydra.run.dir=run_b"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert time.monotonic() - started < 30
+        assert b.returncode == 2, b.stderr
+        assert b.stderr.startswith(f"stress-test: error: {out} is in use by another run (process {a.pid} on host ")
+        assert "Traceback" not in b.stderr and b.stderr.count("\n") == 1
+        assert a.poll() is None and all(c.is_file() for c in chunks)  # A runs on, its chunks untouched
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=60)
+    finally:
+        if a.poll() is None:
+            a.kill()
+    assert f'"pid": {a.pid}' in (out / ".stress-lock").read_text()  # left behind by kill -9
+    c = subprocess.run([sys.executable, "-m", "stress.cli", *TINY, f"output.dir={out}", "output.overwrite=true",
+                        "hydra.run.dir=run_c"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert c.returncode == 0, c.stderr
+    assert f"took over the stale lock {out / '.stress-lock'} of process {a.pid} on host " in c.stdout + c.stderr
+    assert (out / "results.nc").is_file() and not (out / ".stress-lock").exists()
+
+
+def test_the_lock_is_shared_by_nested_holders_and_released(tmp_path):
+    from stress import lock
+
+    with lock.held(tmp_path / "out"):
+        info = (tmp_path / "out" / ".stress-lock").read_text()
+        assert f'"pid": {os.getpid()}' in info
+        with lock.held(tmp_path / "out"):  # the CLI around stress.run
+            pass
+        assert (tmp_path / "out" / ".stress-lock").exists()
+    assert not (tmp_path / "out").exists()  # created for the run, empty afterwards: removed
