@@ -14,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from . import lock
-from .config import conf_dir, register_schemas
+from .config import conf_dir, refuse_interpolations, register_schemas
 from .errors import StressError
 
 register_schemas()
@@ -29,6 +29,12 @@ def _task(cfg: DictConfig) -> None:
     _started = True
     _written = None
     hydra_cfg = HydraConfig.get()
+    try:  # before any value is read: a resolver such as ${oc.env:...} must never run
+        refuse_interpolations(cfg, hydra_cfg.overrides.task, [Path(s.path) for s in hydra_cfg.runtime.config_sources
+                                                                if s.schema == "file"])
+    except StressError as exc:
+        print(f"stress-test: error: {exc}", file=sys.stderr)
+        sys.exit(2)
     with open_dict(cfg):
         if cfg.output.dir is None:
             cfg.output.dir = hydra_cfg.runtime.output_dir

@@ -15,7 +15,7 @@ import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .configerrors import explain, schema_problems
+from .configerrors import explain, interpolation_problems, schema_problems
 from .errors import ConfigError
 from .limits import market_problems, out_of_range, shock_bounds
 
@@ -301,14 +301,23 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
         raise ConfigError(f"invalid config: {explain(exc)}") from None
+    refuse_interpolations(cfg, overrides, [root, *([] if config_dir is None else [conf_dir()])])
     if config_dir is not None:
         with open_dict(cfg):
             cfg.config_dir = str(root)
     return cfg
 
 
+def refuse_interpolations(cfg: DictConfig, overrides: Sequence[str] = (), search_dirs: Sequence[Path] = ()) -> None:
+    """ConfigError naming the file (or override) and key of every ``${...}`` in the config (none is resolved)."""
+    problems = interpolation_problems(cfg, overrides, search_dirs)
+    if problems:
+        raise ConfigError("invalid config:\n  - " + "\n  - ".join(problems))
+
+
 def to_schema(cfg: DictConfig | StressConfig) -> StressConfig:
     """Typed, validated copy of a composed config."""
+    refuse_interpolations(OmegaConf.structured(cfg) if isinstance(cfg, StressConfig) else cfg)
     if isinstance(cfg, StressConfig):
         typed = cfg
     else:

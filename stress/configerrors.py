@@ -249,3 +249,54 @@ def _existing_keys(parent: str) -> list[str]:
         return [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
     except Exception:  # noqa: BLE001 - only a hint for the message
         return []
+
+
+# ------------------------------------------------------------------------------ interpolations
+
+_INTERPOLATION = re.compile(r"(?<!\\)\$\{")  # ${...} (OmegaConf's \${ is a literal)
+
+
+def _interpolations(node: object, key: str = "") -> typing.Iterator[tuple[str, str]]:
+    """(dotted key, text) of every string of a plain container that holds an interpolation."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            yield from _interpolations(value, _join(key, name))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _interpolations(value, f"{key}[{i}]")
+    elif isinstance(node, str) and _INTERPOLATION.search(node):
+        yield key, node
+
+
+def _origin(key: str, text: str, overrides: typing.Sequence[str], search_dirs: typing.Sequence[Path]) -> str:
+    """Where ``text`` at ``key`` came from: a command-line override, the first config file of the
+    search path that holds it (the key's group folder first), or 'the config' when neither does."""
+    for override in overrides:
+        name, _, value = str(override).partition("=")
+        name = name.lstrip("+~")
+        if _INTERPOLATION.search(value) and (key == name or key.startswith((f"{name}.", f"{name}["))):
+            return f"the command-line override {override!r}"
+    group = re.split(r"[.\[]", key, maxsplit=1)[0]
+    for d in search_dirs:
+        for f in sorted((Path(d) / group).rglob("*.yaml")) + sorted(Path(d).glob("*.yaml")):
+            try:
+                if text in f.read_text(encoding="utf-8", errors="replace"):
+                    return f"the config file {f}"
+            except OSError:
+                continue
+    return "the config"
+
+
+def interpolation_problems(cfg: object, overrides: typing.Sequence[str] = (),
+                           search_dirs: typing.Sequence[Path] = ()) -> list[str]:
+    """Every value of a config (a DictConfig or a plain container, not resolved) holding an OmegaConf
+    interpolation ``${...}``, as "key: problem" lines naming the file or override it came from.
+    Config values are data: a resolver (``oc.env``, ``oc.decode``, Hydra's ``now``) would read outside
+    the config, e.g. copy an environment variable into the results, and the configs use none."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(cfg, (DictConfig, ListConfig)):
+        cfg = OmegaConf.to_container(cfg, resolve=False)
+    return [f"{key}: {_origin(key, text, overrides, search_dirs)} holds {text!r}, an interpolation; config values "
+            "are taken literally (a resolver such as oc.env would copy an environment variable into the results): "
+            "write the value itself" for key, text in _interpolations(cfg)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import io
+import os
+import re
 import subprocess
 import sys
 import tokenize
@@ -147,3 +149,73 @@ def test_zarr_stores_with_a_pickle_codec_are_refused(tmp_path):
         open_results(store)
     (store / "loss" / ".zarray").write_text('{"dtype": "<f8", "compressor": {"id": "blosc"}}')
     assert results.unsafe_zarr_codecs(store) == []
+
+
+SECRET = "s3cr3t-4f1e-token"
+
+
+def user_conf(tmp_path: Path) -> Path:
+    import shutil
+
+    from stress.config import conf_dir
+
+    target = tmp_path / "myconf"
+    shutil.copytree(conf_dir(), target, ignore=shutil.ignore_patterns("__pycache__"))
+    return target
+
+
+def test_environment_variables_never_reach_the_outputs(tmp_path):
+    """A shared scenario file that reads ${oc.env:...} is refused, naming the file and the key, and
+    the variable's value is in no file written and no message."""
+    conf = user_conf(tmp_path)
+    leaky = conf / "scenario" / "leaky.yaml"
+    leaky.write_text('leaky:\n  description: "for ${oc.env:STRESS_SECRET}"\n  shocks: []\n')
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "stress.cli", "--config-dir", str(conf), "scenario=[leaky]",
+                        "tenors=[36]", "mc.paths=16", "mc.fan_paths=4", f"output.dir={out}", "hydra.run.dir=run"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "STRESS_SECRET": SECRET})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.startswith(f"stress-test: error: invalid config:\n  - scenario.leaky.description: the config file "
+                               f"{leaky} holds 'for ${{oc.env:STRESS_SECRET}}', an interpolation"), r.stderr
+    assert "Traceback" not in r.stderr and SECRET not in r.stdout + r.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != conf / "scenario"]
+    assert [p for p in written if SECRET.encode() in p.read_bytes()] == []
+    assert not (out / "results.nc").exists() and not (out / "report.html").exists()
+
+
+@pytest.mark.parametrize("text", ["${oc.env:HOME}", "${oc.decode:'0.04'}", "${now:%Y}", "${market.demand.persistence}",
+                                  "0.0${oc.env:DIGIT,4}"])
+def test_no_interpolation_in_a_market_file(tmp_path, text):
+    from stress import ConfigError, compose
+
+    conf = user_conf(tmp_path)
+    market = conf / "market" / "gpu_2026q4.yaml"
+    lines = market.read_text().splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("base_rate:"))
+    lines[i] = f'base_rate: "{text}"'
+    market.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError) as info:
+        compose(["scenario=[baseline]"], config_dir=conf)
+    assert str(info.value).startswith(f"invalid config:\n  - market.base_rate: the config file {market} holds {text!r}")
+
+
+def test_no_interpolation_in_a_command_line_override():
+    from stress import ConfigError, compose
+
+    override = "scenario.baseline.description=${oc.env:STRESS_SECRET}"
+    with pytest.raises(ConfigError, match=r"scenario.baseline.description: the command-line override "
+                                          + re.escape(repr(override))):
+        compose(["scenario=[baseline]", override])
+
+
+def test_no_interpolation_in_a_config_built_in_python():
+    from omegaconf import OmegaConf
+
+    from stress import ConfigError, compose
+    from stress.config import to_schema
+
+    cfg = compose(["scenario=[baseline]"])
+    cfg.scenario = OmegaConf.create({"x": {"description": "${oc.env:STRESS_SECRET}", "shocks": []}})
+    with pytest.raises(ConfigError, match=r"scenario.x.description: the config holds '\$\{oc.env:STRESS_SECRET\}'"):
+        to_schema(cfg)
