@@ -479,15 +479,23 @@ def validate(cfg: StressConfig) -> None:
 
 
 def analysis_problems(cfg: StressConfig) -> list[str]:
-    """Range checks of ``analysis``, ``analyses.*`` and the importance-sampling keys of ``mc``."""
+    """Range checks of ``analysis``, the importance-sampling keys of ``mc``, and ``analyses.<name>`` of
+    the analysis that runs (only: a plain run is not refused for a default it does not use)."""
     e: list[str] = []
     _check(e, cfg.analysis in ANALYSES, "analysis", f"must be one of {', '.join(ANALYSES)}; got {cfg.analysis!r}")
     _check(e, cfg.mc.is_shift_copula >= 0 and math.isfinite(cfg.mc.is_shift_copula), "mc.is_shift_copula",
            f"must be >= 0 (standard deviations towards more defaults), got {cfg.mc.is_shift_copula}")
     _check(e, cfg.mc.is_shift_demand >= 0 and math.isfinite(cfg.mc.is_shift_demand), "mc.is_shift_demand",
            f"must be >= 0 (standard deviations of lower demand), got {cfg.mc.is_shift_demand}")
-    b, r, s = cfg.analyses.breakeven, cfg.analyses.reverse, cfg.analyses.sensitivities
-    k = "analyses.breakeven"
+    checks = {"breakeven": _breakeven_problems, "reverse": _reverse_problems, "sensitivities": _sensitivity_problems}
+    if cfg.analysis in checks:
+        e += checks[cfg.analysis](cfg)
+    return e
+
+
+def _breakeven_problems(cfg: StressConfig) -> list[str]:
+    e: list[str] = []
+    b, k = cfg.analyses.breakeven, "analyses.breakeven"
     for name in ("payment_pd", "pd_threshold"):
         _check(e, 0 < getattr(b, name) < 1, f"{k}.{name}", f"must be in (0, 1), got {getattr(b, name)}")
     _check(e, b.max_multiple > 0, f"{k}.max_multiple", f"must be > 0, got {b.max_multiple}")
@@ -499,7 +507,12 @@ def analysis_problems(cfg: StressConfig) -> list[str]:
            f"must be null or a non-empty list of {', '.join(CHANNELS)}; got {b.channels}")
     _check(e, b.tenor_metric in METRICS, f"{k}.tenor_metric", f"must be one of {', '.join(METRICS)}; got {b.tenor_metric!r}")
     _check(e, b.tenor_limit >= 0, f"{k}.tenor_limit", f"must be >= 0, got {b.tenor_limit}")
-    k = "analyses.reverse"
+    return e
+
+
+def _reverse_problems(cfg: StressConfig) -> list[str]:
+    e: list[str] = []
+    r, k = cfg.analyses.reverse, "analyses.reverse"
     bad = [d for d in r.directions if d not in REVERSE_DIRECTIONS]
     _check(e, len(r.directions) > 0 and not bad, f"{k}.directions",
            f"must be a non-empty list of {', '.join(REVERSE_DIRECTIONS)}; got {list(r.directions)}")
@@ -515,7 +528,12 @@ def analysis_problems(cfg: StressConfig) -> list[str]:
     _check(e, r.grid >= 2, f"{k}.grid", f"must be >= 2, got {r.grid}")
     _check(e, 0 < r.rel_tol < 1, f"{k}.rel_tol", f"must be in (0, 1), got {r.rel_tol}")
     _check(e, r.max_rounds >= 0, f"{k}.max_rounds", f"must be >= 0, got {r.max_rounds}")
-    k = "analyses.sensitivities"
+    return e
+
+
+def _sensitivity_problems(cfg: StressConfig) -> list[str]:
+    e: list[str] = []
+    s, k = cfg.analyses.sensitivities, "analyses.sensitivities"
     bad = [p for p in s.parameters if p not in SENSITIVITY_PARAMETERS]
     _check(e, len(s.parameters) > 0 and not bad, f"{k}.parameters",
            f"must be a non-empty list of {', '.join(SENSITIVITY_PARAMETERS)}; got {list(s.parameters)}")

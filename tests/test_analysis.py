@@ -282,12 +282,23 @@ def test_analyze_run_is_run_and_bad_analysis_keys_are_config_errors():
     a, b = run(cfg), analyze(cfg)
     a.attrs.pop("created"), b.attrs.pop("created")
     xr.testing.assert_identical(a, b)
-    for bad, key in ((["analysis=tornado"], "analysis"), (["analyses.reverse.var_quantile=0.98"], "var_quantile"),
-                     (["analyses.sensitivities.parameters=[price,moon]"], "parameters"),
-                     (["analyses.breakeven.channels=[payment,telepathy]"], "channels"),
+    for bad, key in ((["analysis=tornado"], "analysis"),
+                     (["analysis=reverse", "analyses.reverse.var_quantile=0.98"], "var_quantile"),
+                     (["analysis=sensitivities", "analyses.sensitivities.parameters=[price,moon]"], "parameters"),
+                     (["analysis=breakeven", "analyses.breakeven.channels=[payment,telepathy]"], "channels"),
                      (["mc.is_shift_copula=-1"], "is_shift_copula")):
         with pytest.raises(ConfigError, match=key):
             to_schema(config(bad))
+
+
+@pytest.mark.parametrize("name,bad", [("reverse", "analyses.reverse.var_quantile=0.999"),
+                                      ("sensitivities", "analyses.sensitivities.batches=1"),
+                                      ("breakeven", "analyses.breakeven.grid=1")])
+def test_analysis_keys_are_checked_only_when_that_analysis_runs(name, bad):
+    """quantiles=[0.95] is a plain run's business; only analysis=reverse needs var_quantile among them."""
+    to_schema(config(["quantiles=[0.95]", bad]))
+    with pytest.raises(ConfigError, match=bad.split("=")[0].replace(".", r"\.")):
+        to_schema(config(["quantiles=[0.95]", bad, f"analysis={name}"]))
 
 
 def test_cli_writes_the_analysis_and_refuses_to_overwrite(tmp_path):
