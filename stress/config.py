@@ -6,6 +6,7 @@ values, and a key that is not declared here is an error (a typo never passes sil
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -308,7 +309,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
     return cfg
 
 
-def refuse_interpolations(cfg: DictConfig, overrides: Sequence[str] = (), search_dirs: Sequence[Path] = ()) -> None:
+def refuse_interpolations(cfg: DictConfig | dict, overrides: Sequence[str] = (), search_dirs: Sequence[Path] = ()) -> None:
     """ConfigError naming the file (or override) and key of every ``${...}`` in the config (none is resolved)."""
     problems = interpolation_problems(cfg, overrides, search_dirs)
     if problems:
@@ -317,7 +318,7 @@ def refuse_interpolations(cfg: DictConfig, overrides: Sequence[str] = (), search
 
 def to_schema(cfg: DictConfig | StressConfig) -> StressConfig:
     """Typed, validated copy of a composed config."""
-    refuse_interpolations(OmegaConf.structured(cfg) if isinstance(cfg, StressConfig) else cfg)
+    refuse_interpolations(dataclasses.asdict(cfg) if isinstance(cfg, StressConfig) else cfg)
     if isinstance(cfg, StressConfig):
         typed = cfg
     else:
@@ -583,7 +584,6 @@ def _yaml_value(v) -> str:
 def config_keys(cls: type = None, prefix: str = "") -> list[tuple[str, str, str, str]]:
     """Every config key as (dotted name, type, schema default, comment), walking the dataclass
     schemas from ``StressConfig``; ``<name>`` stands for a key of a dict, ``[]`` for a list item."""
-    import dataclasses
     import typing
 
     cls = cls or StressConfig

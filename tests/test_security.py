@@ -219,3 +219,7 @@ def test_no_interpolation_in_a_config_built_in_python():
     cfg.scenario = OmegaConf.create({"x": {"description": "${oc.env:STRESS_SECRET}", "shocks": []}})
     with pytest.raises(ConfigError, match=r"scenario.x.description: the config holds '\$\{oc.env:STRESS_SECRET\}'"):
         to_schema(cfg)
+    typed = to_schema(compose(["scenario=[baseline]"]))
+    typed.market.valuation.method = "${oc.env:STRESS_SECRET}"
+    with pytest.raises(ConfigError, match=r"market.valuation.method: the config holds '\$\{oc.env:STRESS_SECRET\}'"):
+        to_schema(typed)
