@@ -28,6 +28,7 @@ from typing import Optional
 import numpy as np
 from omegaconf import OmegaConf
 
+from . import lock
 from .config import StressConfig
 from .engine import ChunkResult
 from .errors import ConfigError, OutputError
@@ -75,7 +76,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=lock.partial_prefix(), dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -62,13 +62,15 @@ def _job(cfg: DictConfig) -> None:
 
         cli_main(cfg)
         return
+    from .report import check_writable, write_all
+
     try:
+        check_writable(cfg.output.dir, cfg.output.overwrite)  # the report is protected as the results are
         ds = run(cfg)
     except StressError as exc:
         print(f"stress-test: error: {exc}", file=sys.stderr)
         sys.exit(2)
     _written = ds.attrs["written_to"]
-    from .report import write_all
 
     try:  # the dataset is already safe on disk; a failed report loses nothing
         written = write_all(ds, Path(ds.attrs["written_to"]).parent)

@@ -3,7 +3,8 @@
 The lock is ``output.dir/.stress-lock``, held with ``fcntl.flock`` (the kernel releases it when the
 process ends, also on kill -9) and holding the process id, host and start time of its holder. A
 second run into the directory stops at once naming the holder; a lock file left by a process that
-is gone is taken over with a warning. Nested ``held`` calls of one process (the CLI around
+is gone is taken over with a warning, and so are the temporaries (``.partial-PID@HOST-*``) of writers
+that were killed: they are removed. Nested ``held`` calls of one process (the CLI around
 ``stress.run``) share the lock.
 """
 
@@ -16,6 +17,8 @@ import fcntl
 import json
 import logging
 import os
+import re
+import shutil
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -26,6 +29,46 @@ log = logging.getLogger("stress")
 
 FILENAME = ".stress-lock"
 _held: dict[Path, int] = {}  # directory -> nesting depth, in this process
+_PARTIAL = re.compile(r"\.partial-(\d+)@([A-Za-z0-9._]+)-")  # what partial_prefix() writes
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "unknown"
+
+
+def partial_prefix() -> str:
+    """Name prefix of this process's temporary files and folders, ``.partial-PID@HOST-``: a later run
+    can tell the leftovers of a writer that was killed from those of one still writing."""
+    return f".partial-{os.getpid()}@{_host()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(directory: Path) -> None:
+    """Delete the temporaries in ``directory`` left by processes of this host that are gone (kill -9
+    while writing); never one of a live process, of another host, or without a process id."""
+    try:
+        entries = list(directory.glob(".partial-*"))
+    except OSError:
+        return
+    for entry in entries:
+        m = _PARTIAL.match(entry.name)
+        if m is None or m.group(2) != _host() or _alive(int(m.group(1))):
+            continue
+        log.warning("removing %s, left by process %s, which ended while writing it", entry, m.group(1))
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                entry.unlink()
 
 
 def _holder(fd: int) -> dict:
@@ -98,6 +141,8 @@ def held(out_dir: str | os.PathLike) -> Iterator[None]:
         if previous:
             log.warning("took over the stale lock %s of %s, which no longer holds it (it ended without "
                         "releasing it, e.g. killed)", path, describe(previous))
+        for leftovers in (directory, directory / "chunks"):  # the results folder, the chunk store
+            remove_stale_partials(leftovers)
         me = {"pid": os.getpid(), "host": socket.gethostname(),
               "started": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)

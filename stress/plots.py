@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from . import lock
 from .engine import TAPE_TENOR  # tenor coordinate 0: each loan's own tenor_months
 
 DPI = 120
@@ -602,7 +603,7 @@ def write_figures(ds: xr.Dataset, out_dir, pngs: dict[str, bytes] | None = None)
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write to a unique temporary name next to ``path`` (permissions from the umask), then rename."""
-    tmp = path.with_name(f".partial-{uuid.uuid4().hex[:12]}-{path.name}")
+    tmp = path.with_name(f"{lock.partial_prefix()}{uuid.uuid4().hex[:12]}-{path.name}")
     try:
         with open(tmp, "xb") as fh:
             fh.write(data)

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from . import plots
+from .errors import OutputError
 from .plots import (as_share, baseline_scenario, default_tenor, pct_label, portfolio_principal, reference_quantile,
                     run_config, sorted_tenors, tenor_label)
 
@@ -457,6 +458,15 @@ def output_paths(out_dir) -> list[Path]:
     """Every file write_all writes into ``out_dir``."""
     out = Path(out_dir)
     return [out / plots.figure_filename(n) for n in plots.FIGURES] + [out / REPORT_NAME]
+
+
+def check_writable(out_dir, overwrite: bool) -> None:
+    """Refuse, before any simulation, to replace the report or a figure in ``out_dir`` unless
+    ``overwrite`` (the rule of the results file)."""
+    existing = sorted((p for p in output_paths(out_dir) if p.exists()), key=lambda p: p.name != REPORT_NAME)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more files of the report)" if len(existing) > 1 else ""
+        raise OutputError(f"{existing[0]} already exists{more}; choose another output.dir or set output.overwrite=true")
 
 
 def write_all(ds: xr.Dataset, out_dir) -> list[Path]:

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from . import metrics
+from . import lock, metrics
 from .engine import TAPE_TENOR, ChunkResult, Problem
 from .errors import OutputError
 from .waterfall import CAUSES
@@ -281,7 +281,7 @@ def write_atomic(ds: xr.Dataset, path: Path, fmt: str, overwrite: bool) -> Path:
     check_target(path, overwrite)
     tmp_dir = None
     try:
-        tmp_dir = Path(tempfile.mkdtemp(prefix=".partial-", dir=path.parent))
+        tmp_dir = Path(tempfile.mkdtemp(prefix=lock.partial_prefix(), dir=path.parent))
         tmp = tmp_dir / path.name
         if fmt == "netcdf":
             ds.to_netcdf(tmp, engine="netcdf4")

@@ -18,7 +18,7 @@ import pytest
 import xarray as xr
 
 import stress
-from stress import results
+from stress import lock, results
 from stress.errors import OutputError
 
 TINY = ["scenario=[baseline,ai_winter]", "tenors=[36]", "mc.paths=16", "mc.fan_paths=4", "quiet=true"]
@@ -328,8 +328,6 @@ def test_a_second_run_into_a_busy_output_dir_exits_2_and_a_dead_holder_is_taken_
 
 
 def test_the_lock_is_shared_by_nested_holders_and_released(tmp_path):
-    from stress import lock
-
     with lock.held(tmp_path / "out"):
         info = (tmp_path / "out" / ".stress-lock").read_text()
         assert f'"pid": {os.getpid()}' in info
@@ -337,3 +335,48 @@ def test_the_lock_is_shared_by_nested_holders_and_released(tmp_path):
             pass
         assert (tmp_path / "out" / ".stress-lock").exists()
     assert not (tmp_path / "out").exists()  # created for the run, empty afterwards: removed
+
+
+# ------------------------------------------------------------------------------ the report, stale temporaries
+
+
+def test_the_report_is_not_replaced_without_overwrite(tmp_path):
+    """As the results file: an existing report.html (and its figures) stops the run before any
+    simulation, unless output.overwrite=true."""
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "stress.cli", *TINY, f"output.dir={out}"]
+    assert subprocess.run([*args, "hydra.run.dir=run1"], cwd=tmp_path, capture_output=True, timeout=300).returncode == 0
+    (out / "results.nc").unlink()  # e.g. moved away; the report stays
+    before = (out / "report.html").read_bytes()
+    r = subprocess.run([*args, "mc.seed=5", "hydra.run.dir=run2"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == (f"stress-test: error: {out / 'report.html'} already exists (and 6 more files of the report); "
+                        "choose another output.dir or set output.overwrite=true\n")
+    assert (out / "report.html").read_bytes() == before and not (out / "results.nc").exists()
+    r = subprocess.run([*args, "mc.seed=5", "output.overwrite=true", "hydra.run.dir=run3"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (out / "report.html").read_bytes() != before
+
+
+def test_kill_9_while_writing_leaves_a_temporary_that_the_next_run_removes(tmp_path):
+    patch = """
+        import os, pathlib, signal, xarray
+        def to_netcdf(self, path, *a, **k):
+            pathlib.Path(path).write_bytes(b"CDF half")
+            os.kill(os.getpid(), signal.SIGKILL)
+        xarray.Dataset.to_netcdf = to_netcdf
+    """
+    out = tmp_path / "out"
+    r = run_cli_with(patch, [*TINY, f"output.dir={out}", "hydra.run.dir=run"], tmp_path)
+    assert r.returncode == -signal.SIGKILL
+    stale = leftovers(out)
+    assert len(stale) == 1 and (out / stale[0] / "results.nc").is_file()
+    live = out / f"{lock.partial_prefix()}stillwriting"  # of this test process, which is alive
+    live.mkdir()
+    r = subprocess.run([sys.executable, "-m", "stress.cli", *TINY, f"output.dir={out}", "output.resume=true",
+                        "hydra.run.dir=run2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert f"removing {out / stale[0]}, left by process " in r.stdout + r.stderr
+    assert leftovers(out) == [live.name] and (out / "results.nc").is_file()
