@@ -465,7 +465,8 @@ def check_writable(out_dir, overwrite: bool) -> None:
     ``overwrite`` (the rule of the results file)."""
     existing = sorted((p for p in output_paths(out_dir) if p.exists()), key=lambda p: p.name != REPORT_NAME)
     if existing and not overwrite:
-        more = f" (and {len(existing) - 1} more files of the report)" if len(existing) > 1 else ""
+        n = len(existing) - 1
+        more = f" (and {n} more file{'s' if n > 1 else ''} of the report)" if n else ""
         raise OutputError(f"{existing[0]} already exists{more}; choose another output.dir or set output.overwrite=true")
 
 
