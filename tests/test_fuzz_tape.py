@@ -123,7 +123,7 @@ def assert_clear(message: str, path: Path) -> None:
         m = PROBLEM.match(line)
         assert m, f"unclear problem line {line!r} in\n{message}"
         if m.group(2) == "header":
-            assert "columns" in m.group(5), line
+            assert "columns" in m.group(5) or re.fullmatch(r"unknown column .+ \(column \d+\): did you mean '\w+'\?", m.group(5)), line
         else:
             assert m.group(4) or "cells, the header has" in m.group(5), line
 
