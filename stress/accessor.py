@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import metrics
+
 GROUPS = {"borrower": "borrower", "chip": "loan_chip"}  # loss_by(group=...) -> the loan coordinate
 
 
@@ -31,7 +33,9 @@ class StressAccessor:
 
     def summary(self, quantile: float = 0.99) -> pd.DataFrame:
         """Portfolio risk per (scenario, tenor): EL, VaR and ES at ``quantile`` with their Monte Carlo
-        standard errors, all in USD, and ``EL % principal`` (EL / total principal x 100)."""
+        standard errors, all in USD, and ``EL % principal`` (EL / total principal x 100); ``noisy``
+        names the figures whose SE exceeds ``stress.metrics.NOISY_SHARE`` (10%) of them, and
+        ``paths for SE 10%`` the paths that would bring them all within it (<NA>: none noisy)."""
         ds = self._ds
         levels = ds["quantile"].values
         match = np.flatnonzero(np.isclose(levels, quantile, rtol=0, atol=1e-12))
@@ -43,7 +47,12 @@ class StressAccessor:
                 "ES": q["es"], "ES SE": q["es_se"],
                 "EL % principal": 100.0 * ds.expected_loss / ds.principal.sum()}
         frame = pd.DataFrame({name: da.transpose("scenario", "tenor").to_series() for name, da in cols.items()})
-        frame.attrs.update(units="USD (EL % principal: percent)", quantile=float(levels[match[0]]))
+        flagged = [metrics.noise_flags(int(ds.sizes["path"]), [(r[f], r[f"{f} SE"]) for f in ("EL", "VaR", "ES")])
+                   for _, r in frame.iterrows()]
+        frame["noisy"] = [", ".join(f for f, on in zip(("EL", "VaR", "ES"), flags) if on) for flags, _ in flagged]
+        frame[f"paths for SE {metrics.NOISY_SHARE:.0%}"] = pd.array([n for _, n in flagged], dtype="Int64")
+        frame.attrs.update(units="USD (EL % principal: percent)", quantile=float(levels[match[0]]),
+                           noisy_share=metrics.NOISY_SHARE)
         return frame
 
     def tenor_comparison(self, scenario: str | None = None, pd_limit: float = 0.05) -> pd.DataFrame:

@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from . import metrics
 from .engine import TAPE_TENOR  # tenor coordinate 0: each loan's own tenor_months
 
 DPI = 120
@@ -334,7 +335,8 @@ def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
         for i in range(S):
             for j in range(T):
                 v, e = data[i, j], se[i, j]
-                text = "n/a" if not np.isfinite(v) else f"{v:.1f}%" + (f"\n±{e:.1f}" if np.isfinite(e) else "")
+                text = "n/a" if not np.isfinite(v) else (f"{v:.1f}%" + ("*" if metrics.noisy(v, e) else "")
+                                                         + (f"\n±{metrics.se_text(e)}" if np.isfinite(e) else ""))
                 dark = np.isfinite(v) and v > 0.6 * vmax
                 ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
         ax.set_xticks(range(T), [tenor_label(k) for k in tenors], fontsize=8)
@@ -342,7 +344,10 @@ def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
         ax.set_xlabel("loan tenor")
         ax.set_title(f"{title} (% of portfolio principal)", fontsize=10)
     axes[1].tick_params(labelleft=False)
-    fig.suptitle("Loss by scenario and tenor (± 1 Monte Carlo standard error, percentage points)", fontsize=11)
+    noisy = metrics.noisy(el, el_se).any() or metrics.noisy(var, var_se).any()
+    fig.suptitle("Loss by scenario and tenor (± 1 Monte Carlo standard error, percentage points)"
+                 + (f"\n* noisy: standard error above {metrics.NOISY_SHARE:.0%} of the figure; more paths "
+                    "needed (SE shrinks as 1/sqrt(paths))" if noisy else ""), fontsize=11)
     return fig
 
 

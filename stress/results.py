@@ -306,22 +306,31 @@ def write_atomic(ds: xr.Dataset, path: Path, fmt: str, overwrite: bool) -> Path:
 
 def summary_tables(ds: xr.Dataset, top_loans: int = 10):
     """Rich tables: EL, VaR and ES (99% or the nearest level) with standard errors by scenario
-    and tenor; then the loans with the highest EL in the first scenario, at every tenor."""
+    and tenor, figures whose SE exceeds ``metrics.NOISY_SHARE`` of them marked '*' with the paths
+    that would bring every SE of the row under it; then the loans with the highest EL in the first
+    scenario, at every tenor."""
     from rich.table import Table
 
     q = float(ds["quantile"].sel(quantile=0.99, method="nearest"))
-    risk = Table(title=f"Portfolio loss, USD m (± one Monte Carlo standard error; {ds.attrs['paths']} paths)")
-    for col in ("scenario", "tenor", "EL", "±", f"VaR {q:.1%}", "±", f"ES {q:.1%}", "±", "EL/principal"):
+    paths = int(ds.sizes["path"])
+    share = metrics.NOISY_SHARE
+    risk = Table(title=f"Portfolio loss, USD m (± one Monte Carlo standard error; {paths:,} paths)",
+                 caption=f"* noisy: standard error above {share:.0%} of the figure; last column: the paths that "
+                         f"would bring every SE of the row under {share:.0%} (SE shrinks as 1/sqrt(paths))")
+    for col in ("scenario", "tenor", "EL", "±", f"VaR {q:.1%}", "±", f"ES {q:.1%}", "±", "EL/principal",
+                f"paths for SE {share:.0%}"):
         risk.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
-    m = lambda v: f"{v.item() / 1e6:,.1f}"  # noqa: E731
     for s in ds.scenario.values:
         for k in ds.tenor.values:
             cell = ds.sel(scenario=s, tenor=k)
-            risk.add_row(str(s), str(k) if k != TAPE_TENOR else "tape",
-                         m(cell.expected_loss), m(cell.expected_loss_se),
-                         m(cell["var"].sel(quantile=q)), m(cell["var_se"].sel(quantile=q)),
-                         m(cell.es.sel(quantile=q)), m(cell.es_se.sel(quantile=q)),
-                         f"{cell.expected_loss.item() / ds.principal.sum().item():.2%}")
+            figures = [(cell.expected_loss.item(), cell.expected_loss_se.item())]
+            figures += [(cell[v].sel(quantile=q).item(), cell[f"{v}_se"].sel(quantile=q).item()) for v in ("var", "es")]
+            flags, need = metrics.noise_flags(paths, figures)
+            cells = [c for (value, se), flag in zip(figures, flags)
+                     for c in (f"{value / 1e6:,.1f}" + ("*" if flag else ""), metrics.se_text(se / 1e6))]
+            risk.add_row(str(s), str(k) if k != TAPE_TENOR else "tape", *cells,
+                         f"{cell.expected_loss.item() / ds.principal.sum().item():.2%}",
+                         f"{need:,}" if need else "")
     first = ds.scenario.values[0]
     el = ds.el.sel(scenario=first)
     order = el.isel(tenor=-1).argsort().values[::-1][:top_loans]
