@@ -2,7 +2,8 @@
 
 Registered on import of the package (``import stress``); every number is read from the Dataset's
 own variables (``expected_loss``, ``var``, ``es``, ``pd``, ``el`` ...), nothing is re-estimated.
-Money is in USD, PDs and shares are fractions (0..1), tenors in months (0 = each loan's tape tenor).
+Money is in USD, PDs and shares are fractions (0..1), tenors in months ('tape': each loan's own
+``tape_tenor``, with tenors=tape).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import pandas as pd
 import xarray as xr
 
 from . import metrics
+from .config import is_tape
+from .results import loan_tenors
 
 GROUPS = {"borrower": "borrower", "chip": "loan_chip"}  # loss_by(group=...) -> the loan coordinate
 
@@ -57,20 +60,23 @@ class StressAccessor:
 
     def tenor_comparison(self, scenario: str | None = None, pd_limit: float = 0.05) -> pd.DataFrame:
         """Per loan (and scenario, unless one is named): ``PD <k>m`` (fraction) and ``EL <k>m`` (USD) at
-        each tenor k, and ``max_safe_tenor``: the longest tenor (months) whose PD is <= ``pd_limit`` at
-        it and at every shorter tenor (<NA> when even the shortest is above)."""
+        each tenor k (``PD tape``, ``EL tape`` under tenors=tape), and ``max_safe_tenor``: the longest
+        tenor (months; the loan's tape_tenor under tenors=tape) whose PD is <= ``pd_limit`` at it and
+        at every shorter tenor (<NA> when even the shortest is above)."""
         ds = self._scenarios(scenario)
-        tenors = [int(k) for k in ds.tenor.values]
         rows = [d for d in ("scenario", "loan") if d in ds.pd.dims]
         columns = {}
         for metric, var in (("PD", ds.pd), ("EL", ds.el)):
-            for k in tenors:
-                columns[f"{metric} {k}m"] = var.sel(tenor=k).drop_vars("tenor").transpose(*rows).to_series()
+            for k in ds.tenor.values:
+                label = "tape" if is_tape(k) else f"{int(k)}m"
+                columns[f"{metric} {label}"] = var.sel(tenor=k).drop_vars("tenor").transpose(*rows).to_series()
         frame = pd.DataFrame(columns)
         pd_ok = (ds.pd <= pd_limit).transpose(*rows, "tenor").values  # (..., K), tenors ascending
-        safe_so_far = np.cumprod(pd_ok, axis=-1).astype(bool)
-        n_safe = safe_so_far.sum(-1).reshape(-1)
-        frame["max_safe_tenor"] = pd.array([tenors[n - 1] if n else pd.NA for n in n_safe], dtype="Int64")
+        n_safe = np.cumprod(pd_ok, axis=-1).astype(bool).sum(-1, keepdims=True)
+        months = np.broadcast_to(loan_tenors(ds).transpose("loan", "tenor").values, pd_ok.shape)
+        longest = np.take_along_axis(months, np.maximum(n_safe - 1, 0), axis=-1)[..., 0].reshape(-1)
+        frame["max_safe_tenor"] = pd.array([m if n else pd.NA for m, n in zip(longest, n_safe.reshape(-1))],
+                                           dtype="Int64")
         frame.attrs.update(units="PD: fraction; EL: USD; max_safe_tenor: months", pd_limit=pd_limit)
         return frame
 

@@ -147,7 +147,7 @@ def tiny_run(p, path: Path):
     """stress.run with 8 paths, one scenario, the tape's own tenors: finite, sane results."""
     global _BASE_CFG
     if _BASE_CFG is None:
-        _BASE_CFG = stress.compose(["scenario=[baseline]", "tenors=[]", "mc.paths=8", "mc.fan_paths=4", "quiet=true"])
+        _BASE_CFG = stress.compose(["scenario=[baseline]", "tenors=tape", "mc.paths=8", "mc.fan_paths=4", "quiet=true"])
     cfg = copy.deepcopy(_BASE_CFG)
     cfg.portfolio.path = str(path)
     ds = stress.run(cfg)
