@@ -250,7 +250,8 @@ class StressConfig:
     market: MarketConfig = field(default_factory=MarketConfig)  # config group (conf/market/): chips, launches, demand, utilisation, valuation
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)  # config group (conf/portfolio/): the loan tape
     scenario: Dict[str, ScenarioConfig] = field(default_factory=dict)  # config group, several at once: scenario=[baseline,ai_winter]
-    tenors: Any = field(default_factory=lambda: [36, 60, 84])  # months (1..600), each loan re-scheduled at each; or tape: each loan's own tenor_months (tenor coordinate 'tape'; [] means tape too)
+    tenors: Any = field(default_factory=lambda: [36, 60, 84],  # months (1..600), each loan re-scheduled at each;
+                        metadata={"type": "List[int] | tape"})  # or tape: each loan's own tenor_months (tenor coordinate 'tape'; [] means tape too)
     quantiles: List[float] = field(default_factory=lambda: [0.95, 0.99, 0.999])  # VaR and ES levels
     fan_quantiles: List[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])  # quantiles of the price, LTV and DSCR fans
     mc: MCConfig = field(default_factory=MCConfig)  # Monte Carlo sampling
@@ -600,7 +601,7 @@ def config_keys(cls: type = None, prefix: str = "") -> list[tuple[str, str, str,
         doc = docs.get(f.name, "")
         if not doc and child is not None:
             doc = (inspect_doc(child) or "").strip()
-        rows.append((key, str(f.type), default, doc))
+        rows.append((key, f.metadata.get("type", str(f.type)), default, doc))  # metadata: a type OmegaConf lacks
         if child is not None:
             sub = key + (".<name>." if origin is dict else "[]." if origin is list else ".")
             rows += config_keys(child, sub)

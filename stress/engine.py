@@ -317,7 +317,7 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 w_dscr_sum = w_dscr.sum(-1)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ltv = xp.where(was_live, opening / collateral[:, :, :F], 0.0)
-                    dscr = xp.where(serviced, cfads[:, None, :F] / service[:, :, :F], 0.0)
+                    dscr = xp.where(serviced, cfads[:, None, :F] / xp.where(serviced, service[:, :, :F], 1.0), 0.0)
                     ltv_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
                     dscr_fan[:, k0:, :, i] = to_host(
                         xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
