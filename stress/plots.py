@@ -335,7 +335,7 @@ def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
             for j in range(T):
                 v, e = data[i, j], se[i, j]
                 text = "n/a" if not np.isfinite(v) else (f"{v:.1f}%" + ("*" if metrics.noisy(v, e) else "")
-                                                         + (f"\n±{metrics.se_text(e)}" if np.isfinite(e) else ""))
+                                                         + (f"\n± {metrics.se_text(e)}" if np.isfinite(e) else ""))
                 dark = np.isfinite(v) and v > 0.6 * vmax
                 ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
         ax.set_xticks(range(T), [tenor_label(k) for k in tenors], fontsize=8)
