@@ -2,7 +2,8 @@
 
 Registered on import of the package (``import stress``); every number is read from the Dataset's
 own variables (``expected_loss``, ``var``, ``es``, ``pd``, ``el`` ...), nothing is re-estimated.
-Money is in USD, PDs and shares are fractions (0..1), tenors in months (0 = each loan's tape tenor).
+Money is in USD, PDs and shares are fractions (0..1), tenors in months ('tape': each loan's own
+``tape_tenor``, with tenors=tape).
 """
 
 from __future__ import annotations
@@ -10,6 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from . import metrics
+from .config import is_tape
+from .results import loan_tenors
 
 GROUPS = {"borrower": "borrower", "chip": "loan_chip"}  # loss_by(group=...) -> the loan coordinate
 
@@ -31,7 +36,9 @@ class StressAccessor:
 
     def summary(self, quantile: float = 0.99) -> pd.DataFrame:
         """Portfolio risk per (scenario, tenor): EL, VaR and ES at ``quantile`` with their Monte Carlo
-        standard errors, all in USD, and ``EL % principal`` (EL / total principal x 100)."""
+        standard errors, all in USD, and ``EL % principal`` (EL / total principal x 100); ``noisy``
+        names the figures whose SE exceeds ``stress.metrics.NOISY_SHARE`` (10%) of them, and
+        ``paths for SE 10%`` the paths that would bring them all within it (<NA>: none noisy)."""
         ds = self._ds
         levels = ds["quantile"].values
         match = np.flatnonzero(np.isclose(levels, quantile, rtol=0, atol=1e-12))
@@ -43,25 +50,33 @@ class StressAccessor:
                 "ES": q["es"], "ES SE": q["es_se"],
                 "EL % principal": 100.0 * ds.expected_loss / ds.principal.sum()}
         frame = pd.DataFrame({name: da.transpose("scenario", "tenor").to_series() for name, da in cols.items()})
-        frame.attrs.update(units="USD (EL % principal: percent)", quantile=float(levels[match[0]]))
+        flagged = [metrics.noise_flags(int(ds.sizes["path"]), [(r[f], r[f"{f} SE"]) for f in ("EL", "VaR", "ES")])
+                   for _, r in frame.iterrows()]
+        frame["noisy"] = [", ".join(f for f, on in zip(("EL", "VaR", "ES"), flags) if on) for flags, _ in flagged]
+        frame[f"paths for SE {metrics.NOISY_SHARE:.0%}"] = pd.array([n for _, n in flagged], dtype="Int64")
+        frame.attrs.update(units="USD (EL % principal: percent)", quantile=float(levels[match[0]]),
+                           noisy_share=metrics.NOISY_SHARE)
         return frame
 
     def tenor_comparison(self, scenario: str | None = None, pd_limit: float = 0.05) -> pd.DataFrame:
         """Per loan (and scenario, unless one is named): ``PD <k>m`` (fraction) and ``EL <k>m`` (USD) at
-        each tenor k, and ``max_safe_tenor``: the longest tenor (months) whose PD is <= ``pd_limit`` at
-        it and at every shorter tenor (<NA> when even the shortest is above)."""
+        each tenor k (``PD tape``, ``EL tape`` under tenors=tape), and ``max_safe_tenor``: the longest
+        tenor (months; the loan's tape_tenor under tenors=tape) whose PD is <= ``pd_limit`` at it and
+        at every shorter tenor (<NA> when even the shortest is above)."""
         ds = self._scenarios(scenario)
-        tenors = [int(k) for k in ds.tenor.values]
         rows = [d for d in ("scenario", "loan") if d in ds.pd.dims]
         columns = {}
         for metric, var in (("PD", ds.pd), ("EL", ds.el)):
-            for k in tenors:
-                columns[f"{metric} {k}m"] = var.sel(tenor=k).drop_vars("tenor").transpose(*rows).to_series()
+            for k in ds.tenor.values:
+                label = "tape" if is_tape(k) else f"{int(k)}m"
+                columns[f"{metric} {label}"] = var.sel(tenor=k).drop_vars("tenor").transpose(*rows).to_series()
         frame = pd.DataFrame(columns)
         pd_ok = (ds.pd <= pd_limit).transpose(*rows, "tenor").values  # (..., K), tenors ascending
-        safe_so_far = np.cumprod(pd_ok, axis=-1).astype(bool)
-        n_safe = safe_so_far.sum(-1).reshape(-1)
-        frame["max_safe_tenor"] = pd.array([tenors[n - 1] if n else pd.NA for n in n_safe], dtype="Int64")
+        n_safe = np.cumprod(pd_ok, axis=-1).astype(bool).sum(-1, keepdims=True)
+        months = np.broadcast_to(loan_tenors(ds).transpose("loan", "tenor").values, pd_ok.shape)
+        longest = np.take_along_axis(months, np.maximum(n_safe - 1, 0), axis=-1)[..., 0].reshape(-1)
+        frame["max_safe_tenor"] = pd.array([m if n else pd.NA for m, n in zip(longest, n_safe.reshape(-1))],
+                                           dtype="Int64")
         frame.attrs.update(units="PD: fraction; EL: USD; max_safe_tenor: months", pd_limit=pd_limit)
         return frame
 

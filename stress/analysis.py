@@ -69,7 +69,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from . import backend as _backend
 from . import engine, footprint, lock, metrics, results
-from .config import ScenarioConfig, ShockConfig, StressConfig, to_schema
+from .config import ScenarioConfig, ShockConfig, StressConfig, is_tape, to_schema
 from .portfolio import Portfolio, load_portfolio
 
 log = logging.getLogger("stress")
@@ -230,7 +230,9 @@ def breakeven(ctx: _Context) -> xr.Dataset:
     safe = (metric <= b.tenor_limit).values  # (S, K, L)
     tenors = np.asarray(main.tenor.values)
     run_safe = np.cumprod(safe, axis=1).astype(bool)  # safe at this and every shorter tenor
-    max_safe = np.where(run_safe.any(axis=1), tenors[np.maximum(run_safe.sum(axis=1) - 1, 0)], 0)
+    months = results.loan_tenors(main).values  # (K, L): with tenors=tape, each loan's own
+    last = np.maximum(run_safe.sum(axis=1) - 1, 0)  # (S, L) index of the longest safe tenor
+    max_safe = np.where(run_safe.any(axis=1), np.take_along_axis(months, last, axis=0), 0)
 
     def mid(res):
         return np.where(np.isfinite(res["hi"]), 0.5 * (res["lo"] + res["hi"]), np.nan)
@@ -262,7 +264,7 @@ def breakeven(ctx: _Context) -> xr.Dataset:
                      "PD by maturity at each grid price (model.channels)"}),
         "max_safe_tenor": (("scenario", "loan"), max_safe.astype(np.int64), {"units": "month", "long_name":
                            f"longest swept tenor with {b.tenor_metric} <= {b.tenor_limit:g} at it and every shorter "
-                           "tenor (0: none)"}),
+                           "tenor (0: none; with tenors=tape, the loan's tape_tenor if it is safe)"}),
         "tenor_metric": (("scenario", "tenor", "loan"), metric.values, {"units": "1", "long_name":
                          f"PD by maturity ({', '.join(channels)})" if b.tenor_metric == "pd" else "EL / loan principal"}),
     }
@@ -593,7 +595,7 @@ def summary_tables(ds: xr.Dataset) -> list:
 
     name = ds.attrs.get("analysis")
     tables = []
-    tenor_label = lambda k: f"{int(k)}m" if int(k) != engine.TAPE_TENOR else "tape"  # noqa: E731
+    tenor_label = lambda k: "tape" if is_tape(k) else f"{int(k)}m"  # noqa: E731
     if name == "breakeven":
         t = Table(title=f"Breakeven flat spot price, USD/GPU-h: 'pay' = {ds.attrs['payment_pd']:.0%} of paths miss a "
                         f"payment (payment channel), 'PD' = PD ({ds.attrs['pd_channels']}) reaches "

@@ -83,6 +83,9 @@ def _job(cfg: DictConfig) -> None:
             console = Console(width=130)
         for table in results.summary_tables(ds):
             console.print(table)
+        note = results.tenor_note(ds)
+        if note:
+            console.print(note)
         console.print(f"Results written to {ds.attrs['written_to']}")
         console.print(f"Report and {len(written) - 1} figures written to {written[-1].parent}")
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 from hydra.core.config_store import ConfigStore
@@ -251,7 +252,8 @@ class StressConfig:
     market: MarketConfig = field(default_factory=MarketConfig)  # config group (conf/market/): chips, launches, demand, utilisation, valuation
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)  # config group (conf/portfolio/): the loan tape
     scenario: Dict[str, ScenarioConfig] = field(default_factory=dict)  # config group, several at once: scenario=[baseline,ai_winter]
-    tenors: List[int] = field(default_factory=lambda: [36, 60, 84])  # months (1..600), each loan re-scheduled at each; [] = tape tenor_months (coordinate 0)
+    tenors: Any = field(default_factory=lambda: [36, 60, 84],  # months (1..600), each loan re-scheduled at each;
+                        metadata={"type": "List[int] | tape"})  # or tape: each loan's own tenor_months (tenor coordinate 'tape'; [] means tape too)
     quantiles: List[float] = field(default_factory=lambda: [0.95, 0.99, 0.999])  # VaR and ES levels
     fan_quantiles: List[float] = field(default_factory=lambda: [0.05, 0.25, 0.5, 0.75, 0.95])  # quantiles of the price, LTV and DSCR fans
     mc: MCConfig = field(default_factory=MCConfig)  # Monte Carlo sampling
@@ -346,6 +348,7 @@ def _known_targets(cfg: StressConfig) -> list[str]:
     return targets
 
 
+TAPE = "tape"  # tenors=tape, and the tenor coordinate of its results: each loan's own tenor_months
 MAX_MONTHS = 600  # longest tenor or liquidation lag, months (50 years): the month grid is allocated in full
 
 
@@ -412,6 +415,32 @@ def _shock_problems(cfg: StressConfig) -> list[str]:
     return e
 
 
+def uses_tape_tenors(tenors) -> bool:
+    """``tenors=tape`` (or ``[]``, its spelling before 'tape' existed): each loan keeps its tape tenor_months."""
+    return tenors == TAPE or (isinstance(tenors, (list, tuple)) and len(tenors) == 0)
+
+
+def is_tape(tenor) -> bool:
+    """A tenor coordinate that stands for each loan's own tape tenor (``tape_tenor``)."""
+    return isinstance(tenor, (str, np.str_)) and tenor == TAPE
+
+
+def _tenor_problems(tenors) -> list[str]:
+    if uses_tape_tenors(tenors):
+        return []
+    if not isinstance(tenors, (list, tuple)):
+        return [f"tenors: must be a list of months, e.g. [36, 60], or tape (each loan's tenor_months); got {tenors!r}"]
+    bad = [f"tenors[{i}]: must be a whole number of months; got {t!r}" for i, t in enumerate(tenors)
+           if isinstance(t, bool) or not isinstance(t, numbers.Integral)]
+    if bad:
+        return bad
+    e: list[str] = []
+    _check(e, all(0 < t <= MAX_MONTHS for t in tenors), "tenors",
+           f"must be a list of months, each in 1..{MAX_MONTHS} (or tape: each loan's tenor_months), got {list(tenors)}")
+    _check(e, len(set(tenors)) == len(tenors), "tenors", f"has duplicates: {list(tenors)}")
+    return e
+
+
 def validate(cfg: StressConfig) -> None:
     """Check ranges and names; raise one ConfigError listing every problem."""
     typed = schema_problems(cfg)  # unknown keys and wrong types first: the range checks need numbers
@@ -427,9 +456,7 @@ def validate(cfg: StressConfig) -> None:
            f"must be a positive integer or null, got {cfg.mc.chunk_paths}")
     _check(e, cfg.mc.fan_paths >= 0, "mc.fan_paths", f"must be >= 0, got {cfg.mc.fan_paths}")
     _check(e, 0 <= cfg.mc.seed < 2**64, "mc.seed", f"must be in [0, 2^64), got {cfg.mc.seed}")
-    _check(e, all(0 < t <= MAX_MONTHS for t in cfg.tenors), "tenors",
-           f"must be a list of months, each in 1..{MAX_MONTHS} ([] = each loan's tenor_months), got {list(cfg.tenors)}")
-    _check(e, len(set(cfg.tenors)) == len(cfg.tenors), "tenors", f"has duplicates: {list(cfg.tenors)}")
+    e += _tenor_problems(cfg.tenors)
     for name, qs in (("quantiles", cfg.quantiles), ("fan_quantiles", cfg.fan_quantiles)):
         _check(e, len(qs) > 0 and all(0 < q < 1 for q in qs), name,
                f"must be a non-empty list of numbers strictly between 0 and 1, got {list(qs)}")
@@ -605,7 +632,7 @@ def config_keys(cls: type = None, prefix: str = "") -> list[tuple[str, str, str,
         doc = docs.get(f.name, "")
         if not doc and child is not None:
             doc = (inspect_doc(child) or "").strip()
-        rows.append((key, str(f.type), default, doc))
+        rows.append((key, f.metadata.get("type", str(f.type)), default, doc))  # metadata: a type OmegaConf lacks
         if child is not None:
             sub = key + (".<name>." if origin is dict else "[]." if origin is list else ".")
             rows += config_keys(child, sub)

@@ -24,11 +24,10 @@ import numpy as np
 from scipy.special import ndtri
 
 from . import appraisal, market, recovery, rng, schedule, waterfall
-from .config import StressConfig
+from .config import TAPE, StressConfig, uses_tape_tenors
 from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
 
-TAPE_TENOR = 0  # tenor coordinate meaning "each loan's tenor_months from the tape"
 MIN_SERVICE = 0.01  # USD a month: with less than a cent due a loan has no DSCR (its ratio would overflow)
 
 
@@ -41,7 +40,7 @@ class Problem:
     """
 
     scenarios: tuple[str, ...]
-    tenors: tuple[int, ...]
+    tenors: tuple[int, ...] | tuple[str]  # months, ascending; or ("tape",): each loan's tape_tenor
     loans: tuple[str, ...]
     borrowers: tuple[str, ...]  # (L,) the tape's borrower of each loan (reporting group)
     loan_chips: tuple[str, ...]  # (L,) the tape's chip family of each loan
@@ -57,6 +56,7 @@ class Problem:
     refinanced: np.ndarray  # (L,) bullet or balloon
     borrower: Optional[np.ndarray]  # (L, B) one-hot, only with cross-default
     copula_load: np.ndarray  # (L,) sqrt(rho)
+    tape_tenor: np.ndarray  # (L,) the tape's tenor_months (simulated only with tenors=tape)
     tenor: np.ndarray  # (K, L) months
     reserve_target: np.ndarray  # (K, L) USD
     regular_balance: np.ndarray  # (K, L, T) USD after the month's regular payment
@@ -86,8 +86,9 @@ class Problem:
 def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     """Set up the batched problem for all selected scenarios and tenors."""
     scen = list(cfg.scenario.values())
-    tenors = tuple(sorted(cfg.tenors)) if cfg.tenors else (TAPE_TENOR,)  # ascending: see simulate
-    tenor = np.array([tape.tenor_months if k == TAPE_TENOR else np.full(len(tape), k) for k in tenors], dtype=np.int64)
+    tape_tenors = uses_tape_tenors(cfg.tenors)
+    tenors = (TAPE,) if tape_tenors else tuple(sorted(int(k) for k in cfg.tenors))  # ascending: see simulate
+    tenor = np.array([tape.tenor_months] if tape_tenors else [np.full(len(tape), k) for k in tenors], dtype=np.int64)
     months = int(tenor.max())
     lag = cfg.model.recovery.lag_months
     horizon = months + lag
@@ -152,6 +153,7 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         refinanced=np.isin(tape.amortization, schedule.REFINANCED),
         borrower=borrower,
         copula_load=np.sqrt(tape.asset_corr),
+        tape_tenor=np.asarray(tape.tenor_months, dtype=np.int64),
         tenor=tenor,
         reserve_target=reserve_target,
         regular_balance=np.stack([s.regular_balance for s in scheds]),
@@ -315,7 +317,7 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 w_dscr_sum = w_dscr.sum(-1)
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ltv = xp.where(was_live, opening / collateral[:, :, :F], 0.0)
-                    dscr = xp.where(serviced, cfads[:, None, :F] / service[:, :, :F], 0.0)
+                    dscr = xp.where(serviced, cfads[:, None, :F] / xp.where(serviced, service[:, :, :F], 1.0), 0.0)
                     ltv_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
                     dscr_fan[:, k0:, :, i] = to_host(
                         xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))

@@ -1,21 +1,27 @@
 """Risk measures of a loss sample with Monte Carlo standard errors.
 
 - EL: sample mean; SE = sample standard deviation / sqrt(n).
-- VaR_q: the order statistic L_(ceil(n q)) (lower empirical quantile). SE from the distribution-free
-  binomial interval of order statistics: half the distance between L_(nq - s) and L_(nq + s),
-  s = sqrt(n q (1 - q)) (one standard deviation of the number of samples below the true quantile).
+- VaR_q: the order statistic L_(j), j = ceil(n q) (lower empirical quantile). SE: the exact
+  bootstrap standard deviation of that order statistic (Hutson and Ernst 2000, "The exact bootstrap
+  mean and variance of an L-estimator", JRSS B 62): resampling the n losses with replacement, the
+  j-th smallest resampled loss is L_(i) with probability P(B_i >= j) - P(B_{i-1} >= j),
+  B_i ~ Binomial(n, i / n), so the variance over all resamples is a weighted sum over the sorted
+  sample, without drawing any. Deterministic, and not 0 when the losses have ties at the quantile
+  (a lumpy book of equal loans): the weights reach every sample within a few sqrt(n q (1 - q))
+  ranks, and beyond the sample's largest loss when n (1 - q) < 1.
 - ES_q: Acerbi and Tasche (2002) estimator, the mean of the worst n (1 - q) losses (the boundary
   sample weighted by its fraction). SE from the asymptotic variance of Manistre and Hancock (2005):
-  (Var(L | L >= VaR) + q (ES - VaR)^2) / (n (1 - q)).
+  (Var(L | L >= VaR) + q (ES - VaR)^2) / (n (1 - q)); where no sample lies above the VaR (all of
+  the tail tied at it, so that formula reads 0), ES equals the VaR and takes the VaR's SE.
 
 Weighted (importance-sampling) versions, ``weight`` = per-path likelihood ratios w (Glasserman,
 Heidelberger and Shahabuddin 2000; Glasserman 2004, 9.2); each reduces to the estimator above
-when w = 1:
+when w = 1, but for the VaR SE (the interval below; ties at the quantile can make it 0):
 - EL: mean of w L; SE = sd(w L) / sqrt(n).
 - VaR_q: the smallest sample L_(j) whose estimated exceedance probability (1/n) sum w 1{L > L_(j)}
   is <= 1 - q. SE: that exceedance estimate has standard error s = sd(w 1{L > VaR}) / sqrt(n);
-  SE = half the distance between the VaR estimates at levels q - s and q + s (the binomial
-  interval above, for which s = sqrt(q (1 - q) / n)).
+  SE = half the distance between the VaR estimates at levels q - s and q + s (with w = 1, the
+  binomial interval of order statistics, s = sqrt(q (1 - q) / n)).
 - ES_q: VaR + (1/n) sum w (L - VaR)^+ / (1 - q) (Rockafellar-Uryasev; equal to the Acerbi-Tasche
   estimator when w = 1); SE = sd(w (L - VaR)^+) / (sqrt(n) (1 - q)), the influence-function
   variance (equal to Manistre-Hancock when w = 1).
@@ -26,6 +32,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
+
+NOISY_SHARE = 0.10  # a figure whose Monte Carlo standard error exceeds this share of it is flagged as noisy
 
 
 def expected_loss(loss: np.ndarray, weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -39,11 +48,46 @@ def expected_loss(loss: np.ndarray, weight: np.ndarray | None = None) -> tuple[n
     return loss.mean(axis=-1), se
 
 
-def _order_stat(sorted_loss: np.ndarray, rank: float) -> np.ndarray:
-    """L_(rank) with rank clipped to 1..n (1-based), along the last axis."""
-    n = sorted_loss.shape[-1]
-    j = int(min(max(math.ceil(rank), 1), n)) - 1
-    return sorted_loss[..., j]
+def noisy(value, se, share: float = NOISY_SHARE):
+    """True where the standard error exceeds ``share`` of the figure's size (False where either is NaN)."""
+    with np.errstate(invalid="ignore"):
+        return np.asarray(se) > share * np.abs(np.asarray(value))
+
+
+def paths_needed(paths: int, value: float, se: float, share: float = NOISY_SHARE) -> int | None:
+    """Paths that would bring ``se`` (estimated on ``paths`` paths) down to ``share`` of ``value``,
+    SE scaling as 1 / sqrt(paths), rounded up to 2 significant figures; None for a zero or NaN figure."""
+    if not (np.isfinite(value) and np.isfinite(se)) or value == 0:
+        return None
+    need = paths * (se / (share * abs(value))) ** 2
+    if need <= paths:
+        return paths
+    step = 10 ** max(int(math.floor(math.log10(need))) - 1, 0)
+    return int(math.ceil(need / step) * step)
+
+
+def noise_flags(paths: int, figures, share: float = NOISY_SHARE) -> tuple[list[bool], int | None]:
+    """For (value, se) pairs estimated on ``paths`` paths: which are noisy, and the paths that would
+    bring every noisy one within ``share`` (None when none is, or none can be: zero figures)."""
+    flags = [bool(noisy(v, e, share)) for v, e in figures]
+    need = [paths_needed(paths, v, e, share) for (v, e), f in zip(figures, flags) if f]
+    need = [n for n in need if n is not None]
+    return flags, max(need) if need else None
+
+
+def se_text(se: float, digits: int = 1) -> str:
+    """A standard error (already in the display unit) with ``digits`` decimals; '< 0.05' (for one
+    decimal) rather than '0.0' when it rounds to zero, '–' for NaN."""
+    if se is None or not np.isfinite(se):
+        return "–"
+    half = 0.5 * 10.0 ** -digits
+    return f"< {half:.{digits + 1}f}" if abs(se) < half else f"{se:,.{digits}f}"
+
+
+def _bootstrap_weights(n: int, j: int) -> np.ndarray:
+    """P(the j-th smallest of n losses resampled with replacement is the i-th smallest of the
+    sample), i = 1..n: P(Binomial(n, i/n) >= j) - P(Binomial(n, (i-1)/n) >= j)."""
+    return np.diff(stats.binom.sf(j - 1, n, np.arange(n + 1) / n))
 
 
 def tail_measures(loss: np.ndarray, quantiles, weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
@@ -55,9 +99,11 @@ def tail_measures(loss: np.ndarray, quantiles, weight: np.ndarray | None = None)
     n = srt.shape[-1]
     out = {k: [] for k in ("var", "var_se", "es", "es_se")}
     for q in quantiles:
-        var = _order_stat(srt, n * q)
-        spread = math.sqrt(n * q * (1.0 - q))
-        var_se = 0.5 * (_order_stat(srt, n * q + spread) - _order_stat(srt, n * q - spread))
+        j = int(min(max(math.ceil(n * q), 1), n))
+        var = srt[..., j - 1]
+        p = _bootstrap_weights(n, j)
+        boot_mean = srt @ p
+        var_se = np.sqrt(np.maximum(np.square(srt - boot_mean[..., None]) @ p, 0.0))
         k = n * (1.0 - q)  # number of tail samples, possibly fractional
         whole = int(math.floor(k))
         frac = k - whole
@@ -66,7 +112,7 @@ def tail_measures(loss: np.ndarray, quantiles, weight: np.ndarray | None = None)
         es = (top.sum(axis=-1) + frac * boundary) / k
         tail = srt[..., n - max(whole, 1):]
         tail_var = tail.var(axis=-1, ddof=1) if tail.shape[-1] > 1 else np.zeros(srt.shape[:-1])
-        es_se = np.sqrt((tail_var + q * (es - var) ** 2) / k)
+        es_se = np.where(srt[..., -1] > var, np.sqrt((tail_var + q * (es - var) ** 2) / k), var_se)
         for key, val in zip(out, (var, var_se, es, es_se)):
             out[key].append(val)
     return {k: np.stack(v, axis=-1) for k, v in out.items()}

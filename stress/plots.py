@@ -25,8 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from . import lock
-from .engine import TAPE_TENOR  # tenor coordinate 0: each loan's own tenor_months
+from . import lock, metrics
+from .config import is_tape  # tenor coordinate 'tape': each loan's own tenor_months
 
 DPI = 120
 CAUSE_COLORS = {"payment": "#d62728", "covenant": "#ff7f0e", "refinancing": "#9467bd", "exogenous": "#7f7f7f"}
@@ -46,10 +46,9 @@ def plain_text(make: Callable[..., Figure]) -> Callable[..., Figure]:
 # ----------------------------------------------------------------------------- helpers shared with report.py
 
 def tenor_label(tenor, short: bool = False) -> str:
-    t = int(tenor)
-    if t == TAPE_TENOR:
+    if is_tape(tenor) or int(tenor) == 0:  # 0: the tape tenor in datasets written before tenors=tape
         return "tape" if short else "tape tenors"
-    return f"{t}m" if short else f"{t} months"
+    return f"{int(tenor)}m" if short else f"{int(tenor)} months"
 
 
 def pct_label(q: float) -> str:
@@ -100,12 +99,12 @@ def default_tenor(ds: xr.Dataset) -> int:
     one (the lower of the two middle ones), where neither run-off nor the end of the chips' useful
     life dominates as it does at the longest tenor."""
     tenors = sorted_tenors(ds)
-    return TAPE_TENOR if TAPE_TENOR in tenors else tenors[(len(tenors) - 1) // 2]
+    return next((k for k in tenors if is_tape(k)), tenors[(len(tenors) - 1) // 2])
 
 
-def sorted_tenors(ds: xr.Dataset) -> list[int]:
-    """Tenors from shortest to longest (the tape tenor, 0, first)."""
-    return sorted(int(t) for t in ds.tenor.values)
+def sorted_tenors(ds: xr.Dataset) -> list:
+    """Tenors from shortest to longest (months as int; the tape tenors, 'tape', first)."""
+    return sorted((str(t) if is_tape(t) else int(t) for t in ds.tenor.values), key=lambda t: -1 if is_tape(t) else t)
 
 
 def run_config(ds: xr.Dataset):
@@ -335,7 +334,8 @@ def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
         for i in range(S):
             for j in range(T):
                 v, e = data[i, j], se[i, j]
-                text = "n/a" if not np.isfinite(v) else f"{v:.1f}%" + (f"\n±{e:.1f}" if np.isfinite(e) else "")
+                text = "n/a" if not np.isfinite(v) else (f"{v:.1f}%" + ("*" if metrics.noisy(v, e) else "")
+                                                         + (f"\n± {metrics.se_text(e)}" if np.isfinite(e) else ""))
                 dark = np.isfinite(v) and v > 0.6 * vmax
                 ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
         ax.set_xticks(range(T), [tenor_label(k) for k in tenors], fontsize=8)
@@ -343,7 +343,10 @@ def risk_heatmap_figure(ds: xr.Dataset) -> Figure:
         ax.set_xlabel("loan tenor")
         ax.set_title(f"{title} (% of portfolio principal)", fontsize=10)
     axes[1].tick_params(labelleft=False)
-    fig.suptitle("Loss by scenario and tenor (± 1 Monte Carlo standard error, percentage points)", fontsize=11)
+    noisy = metrics.noisy(el, el_se).any() or metrics.noisy(var, var_se).any()
+    fig.suptitle("Loss by scenario and tenor (± 1 Monte Carlo standard error, percentage points)"
+                 + (f"\n* noisy: standard error above {metrics.NOISY_SHARE:.0%} of the figure; more paths "
+                    "needed (SE shrinks as 1/sqrt(paths))" if noisy else ""), fontsize=11)
     return fig
 
 
@@ -405,7 +408,7 @@ def price_fan_figure(ds: xr.Dataset) -> Figure:
 @plain_text
 def ltv_dscr_figure(ds: xr.Dataset, tenor: int | None = None) -> Figure:
     """Principal-weighted portfolio LTV and DSCR fans, one row per scenario, for one tenor."""
-    k = default_tenor(ds) if tenor is None else int(tenor)
+    k = default_tenor(ds) if tenor is None else tenor
     scenarios = [str(s) for s in ds.scenario.values]
     colors = scenario_colors(ds)
     months = ds.month.values
@@ -470,7 +473,7 @@ def defaults_figure(ds: xr.Dataset) -> Figure:
     rates = ds["default_rate"].values * 100
     rate_top = max(float(np.nanmax(rates)) * 1.05, 1.0) if np.isfinite(rates).any() else 1.0
     for ax, k in zip(axes, tenors):
-        end = int(months[-1]) if k == TAPE_TENOR else min(int(k), int(months[-1]))
+        end = int(months[-1]) if is_tape(k) else min(int(k), int(months[-1]))
         for s in scenarios:
             ax.plot(months, ds["default_rate"].sel(scenario=s, tenor=k).values * 100, color=colors[s], lw=1.6,
                     ls=styles[s], label=s)
@@ -527,7 +530,7 @@ def defaults_figure(ds: xr.Dataset) -> Figure:
 @plain_text
 def loan_figure(ds: xr.Dataset, tenor: int | None = None) -> Figure:
     """Per-loan EL (USD m) and PD (%) for the baseline and the worst scenario, loans sorted by EL."""
-    k = default_tenor(ds) if tenor is None else int(tenor)
+    k = default_tenor(ds) if tenor is None else tenor
     shown = [baseline_scenario(ds)]
     worst = worst_scenario(ds)
     if worst not in shown:

@@ -7,7 +7,7 @@ column, so that a user can fix the whole tape in one go.
 
 Only one CSV dialect is read: ',' between cells and '.' as the decimal point, no thousands
 separators. A file whose header splits on ';', tab or '|' instead is refused with a message that
-says so and lists the cells written with a decimal comma: guessing would risk reading
+says so, counts the cells written with a decimal comma and quotes a few: guessing would risk reading
 "20.000.000" (twenty million in a European spreadsheet) as 20. Numbers also have sanity limits
 (``LIMITS``) far beyond any real loan, so that a typo (or 1e308) cannot overflow the engine.
 """
@@ -15,6 +15,7 @@ says so and lists the cells written with a decimal comma: guessing would risk re
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 import math
 import re
@@ -34,6 +35,7 @@ PARQUET_SUFFIXES = (".parquet", ".pq")
 RATE_TYPES = ("fixed", "floating")
 AMORTIZATIONS = ("annuity", "linear", "bullet", "balloon")
 MAX_LISTED = 100  # problems spelled out in one TapeError; the count in its first line covers all
+MAX_EXAMPLES = 3  # decimal-comma cells quoted when another separator is refused; the count covers all
 OTHER_SEPARATORS = {";": "';'", "\t": "tab", "|": "'|'"}  # refused, with a message that says so
 MAX_MONTHS = 600  # longest tenor and age, months; as stress.config.MAX_MONTHS
 
@@ -292,7 +294,7 @@ def _known(names: Sequence[str]) -> int:
 def _refuse_other_separators(path: Path, text: str, header: list[str]) -> None:
     """Stop with a clear message when the header splits into the tape's columns on another
     separator than ',' (a spreadsheet export in a locale with decimal commas, or a TSV file),
-    listing the cells that use a decimal comma."""
+    with the number of cells that use a decimal comma and the first ``MAX_EXAMPLES`` of them."""
     if _known(header) >= 2:
         return
     for sep, word in OTHER_SEPARATORS.items():
@@ -318,9 +320,10 @@ def _refuse_other_separators(path: Path, text: str, header: list[str]) -> None:
             "the decimal point and no thousands separators: export it again as CSV with ',' "
             "separators, or save it as Parquet"
         )
-        listed = commas[:MAX_LISTED] + ([f"... and {len(commas) - MAX_LISTED} more"] if len(commas) > MAX_LISTED else [])
-        raise TapeError("\n".join([head + (f"; {len(commas)} cells with a decimal comma:" if commas else ""),
-                                    *(f"  {c}" for c in listed)]))
+        more = [f"... and {len(commas) - MAX_EXAMPLES} more"] if len(commas) > MAX_EXAMPLES else []
+        raise TapeError("\n".join([head + (f"; {len(commas)} cell{'s' if len(commas) > 1 else ''} with a decimal "
+                                           f"comma, for example:" if commas else ""),
+                                    *(f"  {c}" for c in commas[:MAX_EXAMPLES] + more)]))
 
 
 def _read_parquet(path: Path) -> _Table:
@@ -385,17 +388,21 @@ def _check_header(table: _Table, problems: list[str]) -> dict[str, int]:
         positions.setdefault(name, []).append(position)
     where = f"line {table.header_line} (header)"
     missing = [name for name in COLUMNS if name not in positions]
+    unknown = [(name, p) for name, ps in positions.items() if name not in COLUMNS and name not in OPTIONAL for p in ps]
+    absent = missing + [name for name in OPTIONAL if name not in positions]
+    for name, p in list(unknown):  # a misspelt column: reported once, with the name it should have
+        match = _closest(name, absent)
+        if match is not None:
+            problems.append(f"{where}: unknown column {name!r} (column {p + 1}): did you mean {match!r}?")
+            unknown.remove((name, p))
+            absent.remove(match)
+            if match in missing:
+                missing.remove(match)
     if missing:
         problems.append(f"{where}: missing columns {', '.join(map(repr, missing))}")
-    unknown = [
-        f"{name!r} (column {p + 1})"
-        for name, ps in positions.items()
-        if name not in COLUMNS and name not in OPTIONAL
-        for p in ps
-    ]
     if unknown:
         problems.append(
-            f"{where}: unknown columns {', '.join(unknown)}; "
+            f"{where}: unknown columns {', '.join(f'{name!r} (column {p + 1})' for name, p in unknown)}; "
             f"the expected columns are {', '.join(COLUMNS)} (optional: {', '.join(OPTIONAL)})"
         )
     duplicated = [
@@ -406,6 +413,17 @@ def _check_header(table: _Table, problems: list[str]) -> dict[str, int]:
     if duplicated:
         problems.append(f"{where}: duplicated columns {', '.join(duplicated)}")
     return {name: ps[0] for name, ps in positions.items() if (name in COLUMNS or name in OPTIONAL) and len(ps) == 1}
+
+
+def _closest(name: str, candidates: Sequence[str]) -> str | None:
+    """The column ``name`` was probably meant to be: one of ``candidates`` equal to it but for case,
+    spaces and dashes, or the closest by difflib's ratio (at least 0.75), if any."""
+    key = lambda n: re.sub(r"[\s\-]+", "_", n.strip().lower())  # noqa: E731
+    same = [c for c in candidates if key(c) == key(name)]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(key(name), list(candidates), n=1, cutoff=0.75)
+    return close[0] if close else None
 
 
 def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:

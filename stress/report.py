@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from . import plots
+from . import metrics, plots
 from .errors import OutputError
 from .plots import (as_share, baseline_scenario, default_tenor, pct_label, portfolio_principal, reference_quantile,
                     run_config, sorted_tenors, tenor_label)
@@ -54,7 +54,8 @@ FIGURE_CAPTIONS = {
                          "scale, so that the tail stays visible; dashed lines mark the value at risk and solid lines "
                          "the expected shortfall at each quantile level.",
     "risk_heatmap": "Expected loss and value at risk as a percentage of the portfolio principal, by scenario (rows) "
-                    "and loan tenor (columns), with one Monte Carlo standard error below each value.",
+                    "and loan tenor (columns), with one Monte Carlo standard error below each value; a * marks a figure "
+                    "whose standard error exceeds 10% of it (more paths needed).",
     "price_fans": "Quantile fans of the simulated spot rental price of every chip family; dotted vertical lines "
                   "mark the scheduled launches of new GPU generations under each scenario (grey: launch-date "
                   "jitter).",
@@ -74,12 +75,13 @@ def _usd_m(v: float, digits: int = 1) -> str:
 
 
 def _pm(v: float, se: float, scale: float, digits: int = 1) -> str:
-    """'v ± se' after dividing by ``scale``; '–' for NaN."""
+    """'v ± se' after dividing by ``scale`` ('± < 0.05' for an SE that rounds to 0), 'v* ± se' where
+    the SE exceeds ``metrics.NOISY_SHARE`` of v; '–' for NaN."""
     if v is None or not np.isfinite(v):
         return "–"
-    out = f"{v / scale:,.{digits}f}"
+    out = f"{v / scale:,.{digits}f}" + ("*" if metrics.noisy(v, se) else "")
     if se is not None and np.isfinite(se):
-        out += f" ± {se / scale:,.{digits}f}"
+        out += f" ± {metrics.se_text(se / scale, digits)}"
     return out
 
 
@@ -356,7 +358,13 @@ def _summary_table(ds: xr.Dataset, in_pct: bool) -> str:
             rows.append(f"<tr{cls}>" + _cell(s, False) + _cell(tenor_label(k), False)
                         + "".join(_cell(t) for t in cells) + "</tr>")
     thead = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
-    caption = f"Portfolio loss, {unit} (± 1 Monte Carlo standard error; {ds.sizes['path']:,} paths)"
+    paths, share = ds.sizes["path"], metrics.NOISY_SHARE
+    need = [metrics.noise_flags(paths, [(float(v), float(e))])[1]
+            for name in ("expected_loss", "var", "es") for v, e in zip(ds[name].values.ravel(), ds[f"{name}_se"].values.ravel())]
+    need = max((n for n in need if n is not None), default=None)
+    caption = (f"Portfolio loss, {unit} (± 1 Monte Carlo standard error; {paths:,} paths)"
+               + (f"; * noisy: standard error above {share:.0%} of the figure, about {need:,} paths would bring "
+                  f"every figure within it (SE shrinks as 1/sqrt(paths))" if need else ""))
     return (f'<div class="table-wrap"><table id="{tid}"><caption>{escape(caption)}</caption>'
             f"<thead>{thead}</thead><tbody>{''.join(rows)}</tbody></table></div>")
 

@@ -15,7 +15,8 @@ import numpy as np
 import xarray as xr
 
 from . import lock, metrics
-from .engine import TAPE_TENOR, ChunkResult, Problem
+from .config import is_tape
+from .engine import ChunkResult, Problem
 from .errors import OutputError
 from .waterfall import CAUSES
 
@@ -160,7 +161,10 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
     coords = {
         "scenario": list(prob.scenarios),
         "tenor": ("tenor", list(prob.tenors), {"units": "month", "long_name": "loan tenor",
-                                                "note": f"{TAPE_TENOR} = each loan's tenor_months"}),
+                                                "note": "tape (tenors=tape): each loan at its own tape_tenor; months: "
+                                                        "every loan re-scheduled at that tenor"}),
+        "tape_tenor": ("loan", prob.tape_tenor, {"units": "month", "long_name": "the loan's tenor_months on the tape "
+                                                 "(simulated only under the tenor coordinate 'tape')"}),
         "loan": list(prob.loans),
         "borrower": ("loan", np.array(prob.borrowers, dtype=str), {"long_name": "borrower of the loan (tape)"}),
         "loan_chip": ("loan", np.array(prob.loan_chips, dtype=str), {"long_name": "GPU family financed by the loan (tape)"}),
@@ -178,6 +182,28 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                     attrs={**attrs, "nan_policy": NAN_POLICY})
     check_finite(ds)
     return ds
+
+
+def loan_tenors(ds: xr.Dataset) -> xr.DataArray:
+    """Months each loan runs for under each tenor coordinate, (tenor, loan): the coordinate itself,
+    or the loan's ``tape_tenor`` under 'tape'."""
+    months = [ds.tape_tenor.values if is_tape(k) else np.full(ds.sizes["loan"], int(k)) for k in ds.tenor.values]
+    return xr.DataArray(np.stack(months).astype(np.int64), dims=("tenor", "loan"),
+                        coords={"tenor": ds.tenor.values, "loan": ds.loan.values})
+
+
+def tenor_note(ds: xr.Dataset) -> str | None:
+    """A line for the summary output when a tenor sweep replaced the tape's own tenor_months (None
+    under tenors=tape): the range of the tape's, how many loans have one outside the sweep, and how
+    to run them."""
+    if "tape_tenor" not in ds.coords or any(is_tape(k) for k in ds.tenor.values):
+        return None
+    tape = ds.tape_tenor.values
+    swept = [int(k) for k in ds.tenor.values]
+    off = int((~np.isin(tape, swept)).sum())
+    return (f"Note: the tenor sweep ({', '.join(map(str, swept))} months) replaces the tape's own tenor_months "
+            f"({tape.min()}-{tape.max()} months; {off} of {tape.size} loans have one outside the sweep): every loan "
+            "is re-scheduled at each swept tenor. tenors=tape runs each loan at its own tenor instead.")
 
 
 def _check_nan_meaning(data: dict, res: ChunkResult) -> None:
@@ -306,29 +332,38 @@ def write_atomic(ds: xr.Dataset, path: Path, fmt: str, overwrite: bool) -> Path:
 
 def summary_tables(ds: xr.Dataset, top_loans: int = 10):
     """Rich tables: EL, VaR and ES (99% or the nearest level) with standard errors by scenario
-    and tenor; then the loans with the highest EL in the first scenario, at every tenor."""
+    and tenor, figures whose SE exceeds ``metrics.NOISY_SHARE`` of them marked '*' with the paths
+    that would bring every SE of the row under it; then the loans with the highest EL in the first
+    scenario, at every tenor."""
     from rich.table import Table
 
     q = float(ds["quantile"].sel(quantile=0.99, method="nearest"))
-    risk = Table(title=f"Portfolio loss, USD m (± one Monte Carlo standard error; {ds.attrs['paths']} paths)")
-    for col in ("scenario", "tenor", "EL", "±", f"VaR {q:.1%}", "±", f"ES {q:.1%}", "±", "EL/principal"):
+    paths = int(ds.sizes["path"])
+    share = metrics.NOISY_SHARE
+    risk = Table(title=f"Portfolio loss, USD m (± one Monte Carlo standard error; {paths:,} paths)",
+                 caption=f"* noisy: standard error above {share:.0%} of the figure; last column: the paths that "
+                         f"would bring every SE of the row under {share:.0%} (SE shrinks as 1/sqrt(paths))")
+    for col in ("scenario", "tenor", "EL", "±", f"VaR {q:.1%}", "±", f"ES {q:.1%}", "±", "EL/principal",
+                f"paths for SE {share:.0%}"):
         risk.add_column(col, justify="left" if col == "scenario" else "right", no_wrap=True)
-    m = lambda v: f"{v.item() / 1e6:,.1f}"  # noqa: E731
     for s in ds.scenario.values:
         for k in ds.tenor.values:
             cell = ds.sel(scenario=s, tenor=k)
-            risk.add_row(str(s), str(k) if k != TAPE_TENOR else "tape",
-                         m(cell.expected_loss), m(cell.expected_loss_se),
-                         m(cell["var"].sel(quantile=q)), m(cell["var_se"].sel(quantile=q)),
-                         m(cell.es.sel(quantile=q)), m(cell.es_se.sel(quantile=q)),
-                         f"{cell.expected_loss.item() / ds.principal.sum().item():.2%}")
+            figures = [(cell.expected_loss.item(), cell.expected_loss_se.item())]
+            figures += [(cell[v].sel(quantile=q).item(), cell[f"{v}_se"].sel(quantile=q).item()) for v in ("var", "es")]
+            flags, need = metrics.noise_flags(paths, figures)
+            cells = [c for (value, se), flag in zip(figures, flags)
+                     for c in (f"{value / 1e6:,.1f}" + ("*" if flag else ""), metrics.se_text(se / 1e6))]
+            risk.add_row(str(s), str(k), *cells,
+                         f"{cell.expected_loss.item() / ds.principal.sum().item():.2%}",
+                         f"{need:,}" if need else "")
     first = ds.scenario.values[0]
     el = ds.el.sel(scenario=first)
     order = el.isel(tenor=-1).argsort().values[::-1][:top_loans]
     loans = Table(title=f"Highest-EL loans in {first}: EL USD m (PD)")
     loans.add_column("loan", no_wrap=True)
     for k in ds.tenor.values:
-        loans.add_column(f"tenor {k}" if k != TAPE_TENOR else "tape tenor", justify="right", no_wrap=True)
+        loans.add_column("tape tenor" if is_tape(k) else f"tenor {k}", justify="right", no_wrap=True)
     for i in order:
         cells = [f"{el.isel(loan=i, tenor=j).item() / 1e6:,.1f} ({ds.pd.sel(scenario=first).isel(loan=i, tenor=j).item():.0%})"
                  for j in range(ds.sizes["tenor"])]

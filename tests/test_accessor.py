@@ -45,6 +45,39 @@ def test_summary_equals_the_dataset(ds):
         ds.stress.summary(quantile=0.9)
 
 
+def test_noisy_figures_are_flagged_in_the_summary_table_report_and_heatmap(ds):
+    """At 64 paths the baseline 36-month tail is noise: every place that shows it says so. The
+    summary frame's flags follow SE > 10% of the figure; the CLI table marks those figures '*' with
+    the paths needed (SE x sqrt(paths) fixed), the report's tables and the heatmap too."""
+    from rich.console import Console
+
+    from stress import metrics, plots, report, results
+
+    s = ds.stress.summary(quantile=0.99)
+    for (sc, k), row in s.iterrows():
+        want = [f for f in ("EL", "VaR", "ES") if row[f"{f} SE"] > 0.1 * abs(row[f])]
+        assert row["noisy"] == ", ".join(want)
+        need = row["paths for SE 10%"]
+        if want:
+            worst = max((row[f"{f} SE"] / (0.1 * abs(row[f]))) ** 2 for f in want if row[f])
+            assert need >= 64 * worst and need < 64 * worst * 1.1 + 10
+        else:
+            assert pd.isna(need)
+    assert (s["noisy"] != "").any() and (s["noisy"] == "").any()  # both kinds in this run
+    console = Console(width=200, record=True)
+    console.print(results.summary_tables(ds)[0])
+    text = console.export_text()
+    noisy_rows = [line for line in text.splitlines() if "*" in line and ("baseline" in line or "ai_winter" in line)]
+    assert len(noisy_rows) == (s["noisy"] != "").sum()
+    assert "* noisy: standard error above 10% of the figure" in text and f"{s['paths for SE 10%'].max():,}" in text
+    html = report.render_html(ds)
+    assert "* noisy: standard error above 10% of the figure" in html and "*" in html
+    fig = plots.risk_heatmap_figure(ds)
+    labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert any("*" in t for t in labels) and "* noisy" in fig._suptitle.get_text()
+    assert metrics.NOISY_SHARE == 0.1
+
+
 def test_tenor_comparison_equals_the_dataset(ds):
     t = ds.stress.tenor_comparison("baseline", pd_limit=0.05)
     assert list(t.index) == list(ds.loan.values)

@@ -185,14 +185,16 @@ def test_sensitivity_standard_error_matches_seed_spread():
 # ------------------------------------------------------------------------------- importance sampling
 
 def test_weighted_estimators_reduce_to_the_plain_ones_and_recover_a_normal_tail():
-    """With unit weights the weighted VaR/EL equal the plain estimators; sampling N(a, 1) with
+    """With unit weights the weighted VaR/EL equal the plain estimators, and the weighted VaR SE (the
+    interval between the VaR at levels q -/+ one SE of the exceedance) estimates what the plain exact
+    bootstrap does: within 15% on 3,001 exponential samples (each is off the true SE by a few %); sampling N(a, 1) with
     likelihood ratios phi(x) / phi(x - a) recovers the N(0, 1) 99.9% VaR (3.090) and ES (3.367):
     over 200 replications of 4000 samples the z-scores have |mean| < 0.25 and sd in (0.75, 1.3)."""
     rng = np.random.default_rng(3)
     x = rng.exponential(1.0, size=(2, 3001))
     plain, unit = metrics.tail_measures(x, [0.95, 0.99]), metrics.tail_measures(x, [0.95, 0.99], np.ones(3001))
     np.testing.assert_array_equal(plain["var"], unit["var"])
-    np.testing.assert_array_equal(plain["var_se"], unit["var_se"])
+    np.testing.assert_allclose(plain["var_se"], unit["var_se"], rtol=0.15)
     np.testing.assert_allclose(plain["es"], unit["es"], rtol=1e-12)
     np.testing.assert_array_equal(metrics.expected_loss(x)[0], metrics.expected_loss(x, np.ones(3001))[0])
     a, q = 3.0, 0.999

@@ -5,10 +5,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
 import stress
+from stress import results
 from stress.config import MCConfig, StressConfig
 
 SMALL = ["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=64", "mc.fan_paths=16"]
@@ -107,7 +109,10 @@ def test_bad_config_raises_config_error_from_python(args, expected):
 
 @pytest.mark.parametrize("obj,expected", [
     (lambda: StressConfig(mc=MCConfig(paths="2000")), "mc.paths: must be an integer (a whole number, e.g. 2000); got '2000'"),
-    (lambda: StressConfig(tenors=36), "tenors: must be a list, e.g. [1, 2]; got 36"),
+    (lambda: StressConfig(tenors=36), "tenors: must be a list of months, e.g. [36, 60], or tape (each loan's "
+                                      "tenor_months); got 36"),
+    (lambda: StressConfig(tenors=[36, "x"]), "tenors[1]: must be a whole number of months; got 'x'"),
+    (lambda: StressConfig(tenors="tapes"), "tenors: must be a list of months, e.g. [36, 60], or tape"),
     (lambda: StressConfig(quiet="no"), "quiet: must be true or false; got 'no'"),
     (lambda: StressConfig(quantiles=[0.5, "x"]), "quantiles[1]: must be a number; got 'x'"),
 ])
@@ -117,10 +122,38 @@ def test_hand_built_configs_are_type_checked(obj, expected):
     assert expected in str(info.value)
 
 
-def test_tape_tenors_are_allowed():
-    """tenors=[] re-schedules nothing: each loan keeps its tape tenor_months (coordinate 0)."""
-    ds = stress.run(stress.compose(["scenario=[baseline]", "tenors=[]", "mc.paths=16", "mc.fan_paths=4"]))
-    assert list(ds.tenor.values) == [0]
+def test_tape_tenors_are_a_choice_of_their_own(tmp_path):
+    """tenors=tape re-schedules nothing: each loan keeps its tape tenor_months, under the tenor
+    coordinate 'tape', with the months in the per-loan tape_tenor (in every run, also a sweep, which
+    the summary says replaces them); tenors=[] (older configs) is the same run. The dataset and
+    its accessor read 'tape' back from the file."""
+    small = ["scenario=[baseline]", "mc.paths=16", "mc.fan_paths=4", "quiet=true"]
+    ds = stress.run(stress.compose([*small, "tenors=tape", f"output.dir={tmp_path / 'a'}"]))
+    tape = stress.load_portfolio(stress.tape_path(stress.to_schema(stress.compose([]))), ds.chip.values)
+    assert list(ds.tenor.values) == ["tape"] and ds.tape_tenor.dims == ("loan",)
+    assert ds.tape_tenor.values.tolist() == tape.tenor_months.tolist()
+    old = stress.run(stress.compose([*small, "tenors=[]", f"output.dir={tmp_path / 'b'}"]))
+    assert np.array_equal(old.loss.values, ds.loss.values) and list(old.tenor.values) == ["tape"]
+    assert results.tenor_note(ds) is None
+    saved = xr.open_dataset(tmp_path / "a" / "results.nc")
+    t = saved.stress.tenor_comparison("baseline", pd_limit=1.0)
+    assert list(t.columns) == ["PD tape", "EL tape", "max_safe_tenor"]
+    assert t["max_safe_tenor"].tolist() == tape.tenor_months.tolist()  # every loan safe at its own tenor
+    swept = stress.run(stress.compose([*small, "tenors=[36,60]", f"output.dir={tmp_path / 'c'}"]))
+    assert swept.tape_tenor.values.tolist() == tape.tenor_months.tolist()
+    off = sum(m not in (36, 60) for m in tape.tenor_months)
+    assert results.tenor_note(swept).startswith(
+        f"Note: the tenor sweep (36, 60 months) replaces the tape's own tenor_months ({min(tape.tenor_months)}-"
+        f"{max(tape.tenor_months)} months; {off} of {len(tape)} loans have one outside the sweep)")
+
+
+def test_the_summary_says_when_the_sweep_replaces_tape_tenors(tmp_path):
+    r = cli(*SMALL, f"output.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert r.returncode == 0 and "Note: the tenor sweep (36, 60 months) replaces the tape's own tenor_months" in r.stdout
+    assert "tenors=tape runs each loan at its own tenor" in " ".join(r.stdout.split())
+    r = cli("scenario=[baseline]", "tenors=tape", "mc.paths=16", "mc.fan_paths=4", f"output.dir={tmp_path / 'tape'}",
+            cwd=tmp_path)
+    assert r.returncode == 0 and "replaces the tape's own" not in r.stdout and "│ baseline │  tape │" in r.stdout
 
 
 def test_bad_tape_is_reported_with_line_loan_and_column(tmp_path, tape):

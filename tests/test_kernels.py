@@ -306,8 +306,8 @@ def _random_case(case: int, tmp_path: Path):
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
     config_module.validate(cfg)
-    if tape_tenors:  # engine.TAPE_TENOR: each loan's own tenor_months
-        cfg.tenors = []
+    if tape_tenors:  # each loan's own tenor_months
+        cfg.tenors = "tape"
     tape = load_portfolio(tape_file, cfg.market.chips.keys())
     seed = int(r.integers(0, 2**63)) * 2 + 1  # both key words in use
     with np.errstate(divide="ignore"):  # log1p(-pd) of a loan with pd_annual = 1
@@ -331,7 +331,7 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
 def test_near_zero_debt_service_has_no_dscr(host, tmp_path):
     """A loan owing ~1e-300 USD a month has no DSCR in either engine (the ratio would overflow)."""
     host("engine.cu")
-    cfg = config_module.to_schema(config_module.compose(["tenors=[]"]))
+    cfg = config_module.to_schema(config_module.compose(["tenors=tape"]))
     tape = load_portfolio(write_tape(tmp_path / "tape.csv", [NEAR_ZERO_RATE_LOAN]), cfg.market.chips.keys())
     prob = engine.build_problem(cfg, tape)
     args = dict(seed=11, start=0, stop=40, fan_paths=20, keep_paths=True)

@@ -154,12 +154,30 @@ def test_missing_columns(tmp_path):
     assert problems(path) == ["line 1 (header): missing columns 'pue', 'dscr_min'"]
 
 
-def test_misspelt_column_is_unknown_and_missing(tmp_path):
+@pytest.mark.parametrize("typo, meant", [("rat", "rate"), ("contract_prise", "contract_price"),
+                                         ("Contract Price", "contract_price")])
+def test_misspelt_column_is_reported_once_with_the_name_meant(tmp_path, typo, meant):
     rows = example_rows()
-    rows[0][rows[0].index("rate")] = "rat"
+    at = rows[0].index(meant)
+    rows[0][at] = typo
+    assert tape_problems(tmp_path, rows) == [
+        f"line 1 (header): unknown column {typo!r} (column {at + 1}): did you mean {meant!r}?"]
+
+
+def test_misspelt_optional_column_gets_a_suggestion(tmp_path):
+    rows = example_rows()
+    for row in rows:
+        row.append("cure_capcity" if row is rows[0] else "0")
+    assert tape_problems(tmp_path, rows) == [
+        f"line 1 (header): unknown column 'cure_capcity' (column {len(rows[0])}): did you mean 'cure_capacity'?"]
+
+
+def test_a_column_unlike_any_missing_one_is_unknown_and_the_missing_one_listed(tmp_path):
+    rows = example_rows()
+    rows[0][rows[0].index("rate")] = "note"
     assert tape_problems(tmp_path, rows) == [
         "line 1 (header): missing columns 'rate'",
-        "line 1 (header): unknown columns 'rat' (column 7); the expected columns are "
+        "line 1 (header): unknown columns 'note' (column 7); the expected columns are "
         + ", ".join(COLUMNS) + " (optional: cure_capacity)",
     ]
 
@@ -357,11 +375,27 @@ def test_header_and_cell_problems_are_reported_together(tmp_path):
     set_cell(rows, "NEO-01", "pue", "x")  # not checked below: the column is unknown
     rows[0][rows[0].index("pue")] = "PUE"
     assert tape_problems(tmp_path, rows) == [
-        "line 1 (header): missing columns 'pue'",
-        "line 1 (header): unknown columns 'PUE' (column 16); the expected columns are "
-        + ", ".join(COLUMNS) + " (optional: cure_capacity)",
+        "line 1 (header): unknown column 'PUE' (column 16): did you mean 'pue'?",
         "line 7 (loan_id 'NEO-01'), column 'rate': must be a number, got 'x'",
     ]
+
+
+def test_decimal_comma_export_quotes_a_few_cells_and_counts_them(tmp_path):
+    """A European spreadsheet export (';' and decimal commas in every loan's rate, pue and power
+    price): one head line with the count, three example cells, one '... and N more'."""
+    rows = example_rows()
+    decimals = [rows[0].index(c) for c in ("rate", "pue", "power_price")]
+    for row in rows[1:]:
+        for c in decimals:
+            row[c] = row[c].replace(".", ",")
+    path = tmp_path / "tape.csv"
+    path.write_text("\n".join(";".join(row) for row in rows) + "\n", encoding="utf-8")
+    head, *lines = error(path).splitlines()
+    n = 3 * (len(rows) - 1)
+    assert head.startswith(f"{path}: the file seems to use ';' separators and decimal commas")
+    assert head.endswith(f"; {n} cells with a decimal comma, for example:")
+    assert len(lines) == portfolio_module.MAX_EXAMPLES + 1 and lines[-1] == f"  ... and {n - 3} more"
+    assert lines[0].startswith("  line 2 (loan_id 'SPV-01'), column 'rate': decimal comma in '0,")
 
 
 def test_long_lists_of_problems_are_cut_but_counted(tmp_path, monkeypatch):
