@@ -14,6 +14,14 @@ from stress import compose
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_TAPE = REPO / "conf" / "portfolio" / "example_loans.csv"
 
+# Philox4x32-10 known-answer vectors, copied from Random123's tests/kat_vectors (the philox4x32 10-round
+# lines; Salmon et al., SC 2011). Columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3.
+KAT = [tuple(int(word, 16) for word in line.split()) for line in """\
+00000000 00000000 00000000 00000000 00000000 00000000 6627e8d5 e169c58d bc57ac4c 9b00dbd8
+ffffffff ffffffff ffffffff ffffffff ffffffff ffffffff 408f276d 41c83b0e a20bc7c6 6d5451fd
+243f6a88 85a308d3 13198a2e 03707344 a4093822 299f31d0 d16cfe09 94fdcceb 5001e420 24126ea1
+""".splitlines()]
+
 LOAN = dict(
     loan_id="L-1", borrower="B-1", chip="H100", gpus=1000, age_months=0, principal=20e6, rate=0.10,
     rate_type="fixed", amortization="annuity", balloon_pct="", tenor_months=36, contracted_share=0.5,
