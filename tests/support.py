@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,21 @@ LOAN = dict(
 NEAR_ZERO_RATE_LOAN = dict(chip="A100", gpus=59326, principal=172882329.4, rate=1.1125369292536007e-308,
                            amortization="balloon", balloon_pct=0.49, tenor_months=8, dscr_min=250341.9,
                            ltv_max=1.0, pd_annual=0.0, asset_corr=0.0)
+
+
+def host_kernel(source: str = "engine.cu"):
+    """The host-compiled kernel library ``kernels/<source>``; the calling test is skipped where there
+    is no g++ (any other build failure is an error)."""
+    import pytest
+
+    from stress import hostkernel
+
+    try:
+        return hostkernel.load(source)
+    except hostkernel.KernelBuildError as exc:
+        if shutil.which("g++") is None:
+            pytest.skip(f"host kernel tests need g++: {exc}")
+        raise
 
 
 def write_tape(path: Path, loans: list[dict]) -> Path:

@@ -18,7 +18,7 @@ from stress import config as config_module
 from stress import engine, hostkernel, rng
 from stress.config import ScenarioConfig, ShockConfig
 from stress.portfolio import load_portfolio
-from support import KAT, NEAR_ZERO_RATE_LOAN, write_tape
+from support import KAT, NEAR_ZERO_RATE_LOAN, host_kernel, write_tape
 
 pytestmark = pytest.mark.kernels
 
@@ -29,14 +29,7 @@ LOSS_RTOL = 1e-10  # float64 kernel vs numpy: numpy's SIMD exp, log and pow diff
 @pytest.fixture(scope="module")
 def host():
     """Load a host-compiled kernel library, or skip the module's host tests without a compiler."""
-    def load(source: str):
-        try:
-            return hostkernel.load(source)
-        except hostkernel.KernelBuildError as exc:
-            if shutil.which("g++") is None:
-                pytest.skip(f"host kernel tests need g++: {exc}")
-            raise
-    return load
+    return host_kernel
 
 
 def _ptr(a: np.ndarray) -> ctypes.c_void_p:

@@ -15,7 +15,6 @@ import ctypes
 import dataclasses
 import functools
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -25,7 +24,7 @@ from stress import config as config_module
 from stress import engine, hostkernel, rng
 from stress.config import LaunchConfig, ScenarioConfig, ShockConfig
 from stress.portfolio import load_portfolio
-from support import KAT, write_tape
+from support import KAT, host_kernel, write_tape
 
 ENGINES = ("numpy", "kernel")
 B = 2.0**20  # principal, USD
@@ -34,22 +33,13 @@ T = 12  # tenor, months
 PATHS = 4  # every path is the same on a deterministic market
 
 
-def _kernel_or_skip():
-    try:
-        hostkernel.load("engine.cu")
-    except hostkernel.KernelBuildError as exc:
-        if shutil.which("g++") is None:
-            pytest.skip(f"host kernel tests need g++: {exc}")
-        raise
-
-
 def run(engine_name: str, prob: engine.Problem, seed: int = 5) -> engine.ChunkResult:
     """Paths 0..PATHS-1 of ``prob`` (all of them fan paths) on numpy or on the host-compiled kernel."""
     args = dict(seed=seed, start=0, stop=PATHS, fan_paths=PATHS, keep_paths=True)
     if engine_name == "numpy":
         with np.errstate(divide="ignore", invalid="ignore"):
             return engine.simulate(np, prob, **args)
-    _kernel_or_skip()
+    host_kernel()
     return hostkernel.simulate(prob, **args)
 
 
@@ -253,12 +243,7 @@ KAT_BLOCKS = [KAT[0], KAT[2]]  # the all-ones row's block ffffffff has indices b
 def test_kernel_uniforms_and_normals_are_the_known_answers(row):
     """philox.cuh's uniform_at, normal_at and normals4 at a known-answer counter: the uniforms are the
     KAT words' (x + 0.5) 2^-32 exactly, the normals Box-Muller of them (same libm: to 1 ulp)."""
-    try:
-        lib = hostkernel.load("philox_check.cu")
-    except hostkernel.KernelBuildError as exc:
-        if shutil.which("g++") is None:
-            pytest.skip(f"host kernel tests need g++: {exc}")
-        raise
+    lib = host_kernel("philox_check.cu")
     seed, path, month, stream, block, words = _kat_at_counter(row)
     tuples = np.array([[path, month, stream, 4 * block + lane] for lane in range(4)], dtype=np.int64)
     u, z, zb = np.empty(4), np.empty(4), np.empty(4)
