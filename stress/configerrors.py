@@ -164,7 +164,9 @@ def _explain_file(exc: BaseException) -> str:
     if isinstance(exc, yaml.reader.ReaderError):
         char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
         return f"{exc.name}: not a YAML text file (character {char} at position {exc.position})"
-    where = _config_file(exc) or "a config file"
+    where = _config_file(exc)
+    if where is None:  # not raised while loading a config file (e.g. the run directory cannot be made)
+        return str(exc)
     if isinstance(exc, UnicodeDecodeError):
         return f"{where}: not a UTF-8 text file (byte {exc.object[exc.start:exc.start + 1]!r} at position {exc.start})"
     if "Invalid loaded object type" in str(exc):
