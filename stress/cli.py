@@ -159,7 +159,7 @@ def main() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .configerrors import explain
+    from .configerrors import explain, file_errors
 
     if sys.argv[1:2] == ["init"]:
         init(sys.argv[2:])
@@ -174,7 +174,7 @@ def main() -> None:
         name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
         print(_interrupted_message(name), file=sys.stderr)
         sys.exit(128 + signal.Signals[name].value)
-    except (HydraException, OmegaConfBaseException, ValueError) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError, *file_errors()) as exc:
         if _started:  # not a config problem: a bug, with its traceback
             raise
         print(f"stress-test: error: invalid config: {explain(exc)}", file=sys.stderr)

@@ -17,9 +17,9 @@ import numpy as np
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from .configerrors import explain, interpolation_problems, schema_problems
+from .configerrors import explain, file_errors, interpolation_problems, schema_problems
 from .errors import ConfigError
-from .limits import market_problems, out_of_range, shock_bounds
+from .limits import PD_MULTIPLIER_MAX, combined_problem, market_problems, out_of_range, shock_bounds
 
 CHANNELS = ("payment", "covenant", "refinancing", "exogenous")
 VALUATION_METHODS = ("spot", "appraisal")
@@ -302,7 +302,7 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
         root = conf_dir() if config_dir is None else Path(config_dir).expanduser().resolve()
         with initialize_config_dir(config_dir=str(root), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, *file_errors()) as exc:
         raise ConfigError(f"invalid config: {explain(exc)}") from None
     refuse_interpolations(cfg, overrides, [root, *([] if config_dir is None else [conf_dir()])])
     if config_dir is not None:
@@ -374,7 +374,7 @@ def _target_problem(cfg: StressConfig, target: str) -> str | None:
 def _shock_problems(cfg: StressConfig) -> list[str]:
     """Every shock: a known target and kind, a finite value in the target's range, sane months;
     and per scenario the launch steps and the PD multiplier after all its shocks."""
-    from .scenario import shocked_path, shocked_scalar
+    from .scenario import affine, shocked_path, shocked_scalar
 
     e: list[str] = []
     months = np.arange(1, 2 * MAX_MONTHS + 1)  # longest tenor plus longest liquidation lag
@@ -406,12 +406,23 @@ def _shock_problems(cfg: StressConfig) -> list[str]:
                    f"be in [0, 1) (a fractional price drop), got {step:g}")
             month = shocked_scalar(sc.shocks, f"launch.{launch.name}.month", launch.month)
             _check(e, math.isfinite(month), f"scenario.{s}", f"the month of launch {launch.name} is not finite")
+        shocked = {shock.target for shock in sc.shocks}
+        for target in [f"price.{c}" for c in cfg.market.chips] + ["demand", "utilization", "power_price", "haircut"]:
+            if target not in shocked and not (target.startswith("price.") and "price.all" in shocked):
+                continue
+            a, b = affine(sc.shocks, target, months)
+            if target.startswith("price."):  # price.all first, then price.<chip>, as market.build_params
+                a_all, b_all = affine(sc.shocks, "price.all", months)
+                a, b = a * a_all, a * b_all + b
+            why = combined_problem(target, a, b)
+            _check(e, why is None, f"scenario.{s}", str(why))
         base = shocked_path(sc.shocks, "base_rate", cfg.market.base_rate, months)
         _check(e, bool((base >= 0).all() and (base <= 1).all()), f"scenario.{s}",
                f"the base rate after the shocks must stay in [0, 1] (decimal per year), got {base.min():g} "
                f"to {base.max():g}")
         pd_mult = shocked_scalar(sc.shocks, "pd_multiplier", 1.0)
-        _check(e, pd_mult >= 0, f"scenario.{s}", f"pd_multiplier after the shocks must be >= 0, got {pd_mult:g}")
+        _check(e, 0 <= pd_mult <= PD_MULTIPLIER_MAX, f"scenario.{s}",
+               f"pd_multiplier after the shocks must be in [0, {PD_MULTIPLIER_MAX:g}], got {pd_mult:g}")
     return e
 
 
@@ -500,7 +511,8 @@ def validate(cfg: StressConfig) -> None:
 
         e.append(f"scenario: no scenario selected; e.g. scenario=[baseline] (available: "
                  f"{', '.join(group_options('scenario', config_dirs(cfg.config_dir)))})")
-    e += _shock_problems(cfg)
+    with np.errstate(over="ignore", invalid="ignore"):  # shocks that overflow are what is checked
+        e += _shock_problems(cfg)
     e += analysis_problems(cfg)
     if e:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(e))

@@ -122,12 +122,23 @@ def _check_value(value: object, hint: object, key: str, out: list[str]) -> None:
 # ---------------------------------------------------------------------- Hydra / OmegaConf errors
 
 
+def file_errors() -> tuple[type, ...]:
+    """What reading a config file that is not a YAML mapping raises out of Hydra unwrapped: a YAML
+    syntax error, a file that is not UTF-8 text (UnicodeDecodeError), or OmegaConf's OSError for a
+    file holding a single value or a list at the top."""
+    import yaml
+
+    return (yaml.YAMLError, UnicodeDecodeError, OSError)
+
+
 def explain(exc: BaseException) -> str:
-    """One message, starting with the key, for an error raised while composing or merging a
-    config (Hydra's messages suggest '+key=value' for a typo and list search paths)."""
+    """One message, starting with the key (or the file), for an error raised while composing or
+    merging a config (Hydra's messages suggest '+key=value' for a typo and list search paths)."""
     from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
+    if isinstance(exc, file_errors()) and not isinstance(exc, (MissingConfigException, OmegaConfBaseException)):
+        return _explain_file(exc)  # MissingConfigException is an OSError too
     text = str(exc)
     if isinstance(exc, MissingConfigException):
         missing = exc.missing_cfg_file or ""
@@ -140,6 +151,41 @@ def explain(exc: BaseException) -> str:
     if isinstance(cause, OmegaConfBaseException):
         return _explain_omegaconf(cause, _override_key(text))
     return _first_paragraph(text)
+
+
+def _explain_file(exc: BaseException) -> str:
+    """'<file>: line L, column C: ...' for a config file that cannot be read as a YAML mapping."""
+    import yaml
+
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if isinstance(exc, yaml.MarkedYAMLError) and mark is not None:
+        what = " ".join(str(x) for x in (exc.context, exc.problem) if x)
+        return f"{mark.name}: line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({what})"
+    if isinstance(exc, yaml.reader.ReaderError):
+        char = f"#x{exc.character:04x}" if isinstance(exc.character, int) else repr(exc.character)
+        return f"{exc.name}: not a YAML text file (character {char} at position {exc.position})"
+    where = _config_file(exc)
+    if where is None:  # not raised while loading a config file (e.g. the run directory cannot be made)
+        return str(exc)
+    if isinstance(exc, UnicodeDecodeError):
+        return f"{where}: not a UTF-8 text file (byte {exc.object[exc.start:exc.start + 1]!r} at position {exc.start})"
+    if "Invalid loaded object type" in str(exc):
+        kind = str(exc).rsplit(":", 1)[-1].strip()
+        return f"{where}: must hold a mapping of keys (key: value lines), not a single {kind} value"
+    if isinstance(exc, yaml.YAMLError):
+        return f"{where}: not valid YAML ({exc})"
+    return f"{where}: cannot be read ({exc})"
+
+
+def _config_file(exc: BaseException) -> str | None:
+    """The config file Hydra was loading when ``exc`` was raised (its file source's ``full_path``)."""
+    tb = exc.__traceback__
+    found = None
+    while tb is not None:
+        path = tb.tb_frame.f_locals.get("full_path") if tb.tb_frame.f_code.co_name == "load_config" else None
+        found = str(path) if isinstance(path, str) else found
+        tb = tb.tb_next
+    return found
 
 
 def _first_paragraph(text: str) -> str:

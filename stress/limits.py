@@ -94,6 +94,23 @@ def shock_bounds(target: str, kind: str) -> tuple | None:
     return (*table[kind], table["unit"])
 
 
+PD_MULTIPLIER_MAX = SHOCK["pd_multiplier"]["set"][1]  # the PD multiplier after all of a scenario's shocks
+
+
+def combined_problem(target: str, a, b) -> str | None:
+    """Why the map x -> a(t) x + b(t) of all of a scenario's shocks on a path target (arrays over the
+    months) lies outside what one shock can do, or None: a within the ``mul`` range, b within the
+    target's ``add`` and ``set`` ranges. Chains of shocks that are each in range (a hundred ``mul
+    100``) would otherwise overflow to infinity, or to NaN where a zero meets an infinity."""
+    table = SHOCK[shock_family(target)]
+    low, high = min(table["add"][0], table["set"][0]), max(table["add"][1], table["set"][1])
+    for name, x, lo, hi in (("multiplies it by", a, *MULTIPLIER), ("adds", b, low, high)):
+        if not (math.isfinite(x.min()) and math.isfinite(x.max()) and lo <= x.min() and x.max() <= hi):
+            return (f"its shocks on {target} combine to a map that {name} {x.min():g} to {x.max():g} "
+                    f"(must stay in [{lo:g}, {hi:g}], the range of a single shock)")
+    return None
+
+
 def market_problems(market) -> list[str]:
     """``key: message`` for every number of a MarketConfig outside its range (purchase_price may be null)."""
     found = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,14 @@ from stress import compose
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_TAPE = REPO / "conf" / "portfolio" / "example_loans.csv"
 
+# Philox4x32-10 known-answer vectors, copied from Random123's tests/kat_vectors (the philox4x32 10-round
+# lines; Salmon et al., SC 2011). Columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3.
+KAT = [tuple(int(word, 16) for word in line.split()) for line in """\
+00000000 00000000 00000000 00000000 00000000 00000000 6627e8d5 e169c58d bc57ac4c 9b00dbd8
+ffffffff ffffffff ffffffff ffffffff ffffffff ffffffff 408f276d 41c83b0e a20bc7c6 6d5451fd
+243f6a88 85a308d3 13198a2e 03707344 a4093822 299f31d0 d16cfe09 94fdcceb 5001e420 24126ea1
+""".splitlines()]
+
 LOAN = dict(
     loan_id="L-1", borrower="B-1", chip="H100", gpus=1000, age_months=0, principal=20e6, rate=0.10,
     rate_type="fixed", amortization="annuity", balloon_pct="", tenor_months=36, contracted_share=0.5,
@@ -24,6 +33,21 @@ LOAN = dict(
 NEAR_ZERO_RATE_LOAN = dict(chip="A100", gpus=59326, principal=172882329.4, rate=1.1125369292536007e-308,
                            amortization="balloon", balloon_pct=0.49, tenor_months=8, dscr_min=250341.9,
                            ltv_max=1.0, pd_annual=0.0, asset_corr=0.0)
+
+
+def host_kernel(source: str = "engine.cu"):
+    """The host-compiled kernel library ``kernels/<source>``; the calling test is skipped where there
+    is no g++ (any other build failure is an error)."""
+    import pytest
+
+    from stress import hostkernel
+
+    try:
+        return hostkernel.load(source)
+    except hostkernel.KernelBuildError as exc:
+        if shutil.which("g++") is None:
+            pytest.skip(f"host kernel tests need g++: {exc}")
+        raise
 
 
 def write_tape(path: Path, loans: list[dict]) -> Path:

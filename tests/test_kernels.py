@@ -18,39 +18,18 @@ from stress import config as config_module
 from stress import engine, hostkernel, rng
 from stress.config import ScenarioConfig, ShockConfig
 from stress.portfolio import load_portfolio
-from support import NEAR_ZERO_RATE_LOAN, write_tape
+from support import KAT, NEAR_ZERO_RATE_LOAN, host_kernel, write_tape
 
 pytestmark = pytest.mark.kernels
 
-KAT_FILE = Path(__file__).resolve().parents[2] / "shared" / "philox_kat.txt"
-# Random123 tests/kat_vectors (philox4x32 10-round lines), used when KAT_FILE is absent.
-# columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3
-KAT_EMBEDDED = """\
-00000000 00000000 00000000 00000000 00000000 00000000 6627e8d5 e169c58d bc57ac4c 9b00dbd8
-ffffffff ffffffff ffffffff ffffffff ffffffff ffffffff 408f276d 41c83b0e a20bc7c6 6d5451fd
-243f6a88 85a308d3 13198a2e 03707344 a4093822 299f31d0 d16cfe09 94fdcceb 5001e420 24126ea1
-"""
 KERNELS = hostkernel.kernels_dir()
 LOSS_RTOL = 1e-10  # float64 kernel vs numpy: numpy's SIMD exp, log and pow differ from libm's in the last bit
-
-
-def _kat_vectors() -> np.ndarray:
-    text = KAT_FILE.read_text() if KAT_FILE.exists() else KAT_EMBEDDED
-    rows = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return np.array([[int(word, 16) for word in row] for row in rows], dtype=np.uint32)
 
 
 @pytest.fixture(scope="module")
 def host():
     """Load a host-compiled kernel library, or skip the module's host tests without a compiler."""
-    def load(source: str):
-        try:
-            return hostkernel.load(source)
-        except hostkernel.KernelBuildError as exc:
-            if shutil.which("g++") is None:
-                pytest.skip(f"host kernel tests need g++: {exc}")
-            raise
-    return load
+    return host_kernel
 
 
 def _ptr(a: np.ndarray) -> ctypes.c_void_p:
@@ -62,7 +41,7 @@ def _ptr(a: np.ndarray) -> ctypes.c_void_p:
 
 def test_philox_known_answers(host):
     lib = host("philox_check.cu")
-    kat = _kat_vectors()
+    kat = np.array(KAT, dtype=np.uint32)
     assert kat.shape == (3, 10)
     words = np.zeros((len(kat), 4), dtype=np.uint32)
     lib.philox_words(_ptr(np.ascontiguousarray(kat[:, :6])), _ptr(words), ctypes.c_longlong(len(kat)))

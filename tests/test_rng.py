@@ -3,30 +3,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stress import rng
+from support import KAT
 
-KAT_FILE = Path(__file__).resolve().parents[2] / "shared" / "philox_kat.txt"
-# Copied from Random123's tests/kat_vectors (philox4x32 10-round lines), used when KAT_FILE is absent.
-# columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3
-KAT_EMBEDDED = """\
-00000000 00000000 00000000 00000000 00000000 00000000 6627e8d5 e169c58d bc57ac4c 9b00dbd8
-ffffffff ffffffff ffffffff ffffffff ffffffff ffffffff 408f276d 41c83b0e a20bc7c6 6d5451fd
-243f6a88 85a308d3 13198a2e 03707344 a4093822 299f31d0 d16cfe09 94fdcceb 5001e420 24126ea1
-"""
-
-
-def _kat_vectors():
-    text = KAT_FILE.read_text() if KAT_FILE.exists() else KAT_EMBEDDED
-    rows = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    return [tuple(int(word, 16) for word in row) for row in rows]
-
-
-KAT = _kat_vectors()
 # The third vector (digits of pi) as a block at a known counter: key (a4093822, 299f31d0),
 # counter (path, month, stream, block) = (243f6a88, 85a308d3, 13198a2e, 03707344).
 PI_ROW = KAT[2]
@@ -35,7 +18,7 @@ PI_PATH, PI_MONTH, PI_STREAM, PI_BLOCK = PI_ROW[:4]
 PI_WORDS = PI_ROW[6:]
 
 
-def test_kat_file_has_three_vectors():
+def test_kat_has_three_vectors():
     assert len(KAT) == 3 and all(len(row) == 10 for row in KAT)
 
 
