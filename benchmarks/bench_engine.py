@@ -6,9 +6,12 @@ values, in cache-friendly blocks; the engine's time divided by the floor's is th
 such passes the engine spends per loan-month (the issue's goal: fewer than 50).
 
     python benchmarks/bench_engine.py [--paths 2000] [--repeat 3] [--precision float64] [--backend numpy]
+                                      [--model v1 v2]
 
 ``--backend host`` times the CUDA kernel compiled as host C++ (one thread per core) instead of
-the numpy reference engine.
+the numpy reference engine. ``--model`` times the default model v2 (appraisal, cash trap, cures)
+and/or model v1 (the v1 market, spot valuation, no trap, no cures) in the same run, against the
+same floor.
 """
 
 from __future__ import annotations
@@ -41,14 +44,14 @@ def floor_seconds(n_values: int, repeat: int) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--paths", type=int, default=2000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--precision", default="float64", choices=["float64", "float32"])
-    ap.add_argument("--backend", default="numpy", choices=["numpy", "host"])
-    args = ap.parse_args()
-    cfg = to_schema(compose([f"mc.paths={args.paths}", "mc.fan_paths=0"]))
+MODELS = {"v2": [], "v1": ["market=gpu_2026q4_v1", "market.valuation.method=spot", "model.covenant.cash_trap=false",
+                            "model.covenant.max_cures=0"]}
+
+
+def engine_seconds(args, model: str) -> tuple[list[float], int, str]:
+    """Engine times of ``args.repeat`` runs of the example problem under ``model``, its loan-months
+    and a description of the problem."""
+    cfg = to_schema(compose([f"mc.paths={args.paths}", "mc.fan_paths=0", *MODELS[model]]))
     prob = engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     S, K, L = prob.shape
     be = backend.select(args.backend)
@@ -60,15 +63,29 @@ def main() -> None:
         for a in range(0, args.paths, chunk):
             be.simulate(prob, cfg.mc.seed, a, min(a + chunk, args.paths), 0, dtype=np.dtype(args.precision))
         times.append(time.perf_counter() - t)
-    run_s = statistics.median(times)
-    floor_s = floor_seconds(cells, args.repeat)
-    print(f"problem: {S} scenarios x tenors {list(prob.tenors)} x {args.paths} paths x {L} loans "
-          f"= {cells:.3e} loan-months ({args.precision}, chunk {chunk} paths)")
-    print(f"{args.backend} engine ({be.device}): {run_s:.2f} s (median of {args.repeat}; min {min(times):.2f}, max {max(times):.2f}) "
-          f"-> {cells / run_s:.3e} loan-months/s")
-    print(f"floor (one float64 elementwise pass over {cells:.3e} values): {floor_s:.3f} s")
-    print(f"engine / floor = {run_s / floor_s:.1f} passes per loan-month (goal < 50)")
+    what = (f"{S} scenarios x tenors {list(prob.tenors)} x {args.paths} paths x {L} loans = {cells:.3e} loan-months "
+            f"({args.precision}, chunk {chunk} paths, {args.backend} engine on {be.device})")
+    return times, cells, what
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--paths", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--precision", default="float64", choices=["float64", "float32"])
+    ap.add_argument("--backend", default="numpy", choices=["numpy", "host"])
+    ap.add_argument("--model", nargs="+", default=["v1", "v2"], choices=list(MODELS))
+    args = ap.parse_args()
+    runs = {model: engine_seconds(args, model) for model in args.model}
+    cells = runs[args.model[0]][1]
+    floor_s = floor_seconds(cells, args.repeat)
+    print(f"floor (one float64 elementwise pass over {cells:.3e} values): {floor_s:.3f} s")
+    for model, (times, n, what) in runs.items():
+        run_s = statistics.median(times)
+        print(f"model {model}: {what}")
+        print(f"  {run_s:.2f} s (median of {args.repeat}; min {min(times):.2f}, max {max(times):.2f}) "
+              f"-> {n / run_s:.3e} loan-months/s; engine / floor = {run_s / floor_s * cells / n:.1f} passes per "
+              f"loan-month (goal < 50)")
 
 if __name__ == "__main__":
     main()

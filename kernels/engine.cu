@@ -55,6 +55,7 @@
 //   ap_discount[C,W+1]  (d q_c)^h              ap_annuity[C,W+1]  sum_{h<=m} (d q_c)^h
 //   ap_hours_u[C]       730 u_c                ap_opex[S,C,H+1]   reference opex of month t, USD/GPU-month
 //   ap_life[L], ap_contract_months[L]          months     ap_share[L], ap_rent[L] (730 p_i), ap_gpus[L]
+//   ap_phi_pow[W+1]     phi^h                  ap_psi_pow[C,W+1]  psi_c^h   (h = 0..W)
 // ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L].
 // The simulate_layout kernel returns the lengths the kernel expects, for the caller to check.
 //
@@ -150,7 +151,7 @@ struct Tables {
   const double *gpus_alive, *contract_revenue, *merchant_hours, *value_income, *value_cost;
   const double *opex_base, *opex_slope;
   const double *ap_discount, *ap_annuity, *ap_hours_u, *ap_opex, *ap_life, *ap_contract_months, *ap_share, *ap_rent;
-  const double *ap_gpus;
+  const double *ap_gpus, *ap_phi_pow, *ap_psi_pow;
   const int *chip, *refinanced, *borrower, *tenor;
   long long n_reals = 0, n_ints = 0;
 
@@ -184,7 +185,7 @@ struct Tables {
     const long long A = d.appraisal_months > 0 ? 1 : 0, W1 = A * (d.window + 1);
     ap_discount = real(C * W1), ap_annuity = real(C * W1), ap_hours_u = real(A * C), ap_opex = real(A * S * C * (H + 1));
     ap_life = real(A * L), ap_contract_months = real(A * L), ap_share = real(A * L), ap_rent = real(A * L);
-    ap_gpus = real(A * L);
+    ap_gpus = real(A * L), ap_phi_pow = real(W1), ap_psi_pow = real(C * W1);
     chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L);
   }
 };
@@ -345,7 +346,7 @@ struct PathSim {
     const double dtilde = demand - (t > 0 ? tb.demand_decay[t - 1] : 1.0) * demand0;
     for (int c = 0; c < d.C; ++c) sc.ap_sum[c * W1] = 0.0;
     for (int h = 1; h <= window; ++h) {
-      const double innovation = a_d * pow(tb.scalars[SC_PHI], double(h)) * dtilde + b_d;
+      const double innovation = a_d * tb.ap_phi_pow[h] * dtilde + b_d;
       double jump = 0.0;
       for (int n = 0; n < d.N; ++n) {
         const double path_month = sc.launch[n];
@@ -357,7 +358,7 @@ struct PathSim {
         const long long sci = ((long long)s * d.C + c) * d.H + t - 1;
         const double a_p = t > 0 ? tb.price_a[sci] : 1.0, b_p = t > 0 ? tb.price_b[sci] : 0.0;
         const double log_price = model::log_spot_price(tb.log_price0[c], tb.trend_monthly[c], t + h, tb.kappa[c],
-                                                       innovation, tb.sigma[c] * pow(tb.psi[c], double(h)),
+                                                       innovation, tb.sigma[c] * tb.ap_psi_pow[c * W1 + h],
                                                        sc.noise[c], jump);
         const double opex = tb.ap_opex[((long long)s * d.C + c) * (d.H + 1) + t];
         sc.ap_sum[c * W1 + h] = sc.ap_sum[c * W1 + h - 1] +

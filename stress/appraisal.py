@@ -100,12 +100,18 @@ def expected_prices(xp, mp: MarketParams, t: int, window: int, scen, dtilde, noi
         elapsed = (t + h)[None, :] - month[:, None]
         ramp = mp.launch_ramp[n]
         share = (elapsed >= 0) if ramp == 0 else xp.clip(elapsed / ramp, 0.0, 1.0)
-        jump = jump + xp.asarray(mp.launch_log_step[:, n])[scen][:, None] * share
+        jump += xp.asarray(mp.launch_log_step[:, n])[scen][:, None] * share
     psi = xp.asarray(mp.psi)[:, None] ** h[None, :]  # (C, W)
-    log_price = (xp.asarray(mp.log_price0)[:, None] - xp.asarray(mp.trend_monthly)[:, None] * (t + h)[None, :])[None]
-    log_price = (log_price + xp.asarray(mp.kappa)[None, :, None] * demand[:, None, :]
-                 + xp.asarray(mp.sigma)[None, :, None] * psi[None] * noise[:, :, None] + jump[:, None, :])
-    return xp.maximum(a_p[:, :, None] * xp.exp(log_price) + b_p[:, :, None], 0.0)
+    trend = xp.asarray(mp.log_price0)[:, None] - xp.asarray(mp.trend_monthly)[:, None] * (t + h)[None, :]  # (C, W)
+    # In place over the (M, C, W) array, in the order of the formula: trend + demand + noise + jump.
+    price = xp.asarray(mp.kappa)[None, :, None] * demand[:, None, :]
+    price += trend[None]
+    price += (xp.asarray(mp.sigma)[:, None] * psi)[None] * noise[:, :, None]
+    price += jump[:, None, :]
+    xp.exp(price, out=price)
+    price *= a_p[:, :, None]
+    price += b_p[:, :, None]
+    return xp.maximum(price, 0.0, out=price)
 
 
 def appraise(xp, ap: AppraisalParams, mp: MarketParams, chip_of_loan, t: int, scen, dtilde, noise, launch_month):
@@ -115,8 +121,13 @@ def appraise(xp, ap: AppraisalParams, mp: MarketParams, chip_of_loan, t: int, sc
     price = expected_prices(xp, mp, t, window, scen, dtilde, noise, launch_month)
     opex = xp.asarray(ap.opex[:, :, t])[scen]  # (M, C)
     u = xp.asarray(ap.utilization)[None, :, None]
-    rent = xp.maximum(HOURS_PER_MONTH * u * price - opex[:, :, None], 0.0) * xp.asarray(ap.discount[:, 1:window + 1])[None]
-    merchant = xp.concatenate([xp.zeros(rent.shape[:2] + (1,)), xp.cumsum(rent, axis=2)], axis=2)  # S(n), n = 0..W
+    rent = price  # in place: max(730 u E - o, 0) (d q)^h
+    rent *= HOURS_PER_MONTH * u
+    rent -= opex[:, :, None]
+    xp.maximum(rent, 0.0, out=rent)
+    rent *= xp.asarray(ap.discount[:, 1:window + 1])[None]
+    merchant = xp.zeros(rent.shape[:2] + (window + 1,))  # S(n), n = 0..W
+    xp.cumsum(rent, axis=2, out=merchant[:, :, 1:])
     contract = np.clip(np.minimum(ap.contract_months - t, left), 0, None)  # months of contract left in the life
     chip = xp.asarray(chip_of_loan)
     share = xp.asarray(ap.contracted_share)

@@ -81,7 +81,7 @@ class ValuationConfig:
     utilization: float = 0.8  # utilisation assumed by the valuation (u_ref)
     pue: float = 1.3  # PUE assumed by the valuation
     power_price: float = 0.08  # USD/kWh assumed by the valuation
-    method: str = "spot"  # spot: income value at the month's spot price over the useful life (model v1) | appraisal: expected rents incl. contracts (v2)
+    method: str = "appraisal"  # appraisal: expected rents incl. contracts, as lenders' third-party appraisals (model v2) | spot: income value at the month's spot price over the useful life (model v1)
     appraisal_months: int = 6  # appraisal method: months between appraisals; the LTV and refinancing tests use the latest one
 
 
@@ -135,8 +135,8 @@ class RecoveryConfig:
 
 @dataclass
 class CovenantConfig:
-    cash_trap: bool = False  # while LTV > ltv_max all excess cash prepays principal (false: model v1)
-    max_cures: int = 0  # equity cures of an LTV breach over the life, each up to the tape's cure_capacity (0: model v1)
+    cash_trap: bool = True  # while LTV > ltv_max all excess cash prepays principal (false: model v1)
+    max_cures: int = 2  # equity cures of an LTV breach over the life, each up to the tape's cure_capacity (0: model v1); 2 as a typical cure clause, which caps cures so a sponsor cannot hold off a lasting breach
 
 
 @dataclass

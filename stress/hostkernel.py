@@ -175,9 +175,11 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     ap = prob.appraisal
     if ap is not None:
         W1 = ap.window + 1
+        lags = np.arange(W1, dtype=np.float64)  # h = 0..W: phi^h and psi^h as stress.appraisal.expected_prices has them
         reals += [(ap.discount, (C, W1)), (ap.annuity, (C, W1)), (HOURS_PER_MONTH * ap.utilization, (C,)),
                   (ap.opex, (S, C, H + 1)), (ap.life, (L,)), (ap.contract_months, (L,)),
-                  (ap.contracted_share, (L,)), (ap.contract_rent, (L,)), (ap.gpus, (L,))]
+                  (ap.contracted_share, (L,)), (ap.contract_rent, (L,)), (ap.gpus, (L,)),
+                  (phi ** lags, (W1,)), (psi[:, None] ** lags[None, :], (C, W1))]
     borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
     ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L))]
 

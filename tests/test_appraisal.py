@@ -18,7 +18,7 @@ SHOCKS = [{"target": "price.all", "kind": "mul", "value": 0.7, "start_month": 2,
 LOANS = [dict(chip="H100", age_months=30, contracted_share=0.8, contract_months=20, contract_price=2.9),
          dict(chip="A100", age_months=70, contracted_share=0.0),
          dict(chip="B200", age_months=5, contracted_share=0.5, contract_months=70, contract_price=1.0),
-         dict(chip="H100", age_months=90, contracted_share=0.5, contract_months=10)]  # beyond its life
+         dict(chip="H100", age_months=130, contracted_share=0.5, contract_months=10)]  # beyond its 120-month life
 
 
 def _problem(tape, overrides=(), loans=LOANS, scenarios=None):

@@ -11,6 +11,10 @@ from stress.portfolio import load_portfolio
 from support import config
 
 # Fully contracted (CFADS and collateral deterministic), spot price 2.0 USD/h until month 9, then 1.0.
+# The collateral is the spot-marked income value (market.valuation.method=spot) of the v1 market, on
+# which the case was sized, so that the rules can be followed by hand; the covenant mechanics are the
+# same under either valuation (the appraisal is tested in tests/test_appraisal.py).
+SPOT_V1 = ["market=gpu_2026q4_v1", "market.valuation.method=spot"]
 LOAN = dict(chip="H100", gpus=1000, age_months=30, principal=20e6, rate=0.10, contracted_share=1.0,
             contract_price=3.0, contract_months=100, reserve_months=0, dscr_min=1e-6, ltv_max=0.9, pd_annual=0.0,
             cure_capacity=0.4)
@@ -53,7 +57,7 @@ def _by_hand(prob, cfg, cash_trap: bool, max_cures: int):
 
 
 def _case(tape, cash_trap: bool, max_cures: int, paths: int = 3):
-    overrides = [f"portfolio.path={tape([LOAN])}", "tenors=[36]", "model.channels=[payment,covenant]",
+    overrides = [*SPOT_V1, f"portfolio.path={tape([LOAN])}", "tenors=[36]", "model.channels=[payment,covenant]",
                  f"model.covenant.cash_trap={str(cash_trap).lower()}", f"model.covenant.max_cures={max_cures}",
                  f"mc.paths={paths}", "mc.fan_paths=0", "output.paths=true"]
     cfg = to_schema(config(overrides, scenarios={"two_prices": PRICE}))
@@ -95,7 +99,8 @@ def test_max_cures_limits_the_cures(tape):
 
 def test_without_cures_the_first_breach_defaults(tape):
     """max_cures=0 (model v1): the breach of month 1 defaults in month cure_months, on the principal."""
-    cfg = to_schema(config([f"portfolio.path={tape([LOAN])}", "tenors=[36]", "model.channels=[payment,covenant]",
+    cfg = to_schema(config([*SPOT_V1, f"portfolio.path={tape([LOAN])}", "tenors=[36]", "model.channels=[payment,covenant]",
+                            "model.covenant.cash_trap=false", "model.covenant.max_cures=0",
                             "mc.paths=2", "mc.fan_paths=0", "output.paths=true"], scenarios={"two_prices": PRICE}))
     prob = engine.build_problem(cfg, load_portfolio(cfg.portfolio.path, cfg.market.chips.keys()))
     month, exposure, loss, _, _, _ = _by_hand(prob, cfg, cash_trap=False, max_cures=0)

@@ -54,12 +54,13 @@ def _exact_mixture_pmf(n_loans, p, rho):
 def test_exogenous_channel_follows_vasicek(tape, n_loans, paths):
     """Only the exogenous channel, identical bullet loans, no recovery: the number of defaults
     by maturity follows the one-factor Gaussian copula law. Chi-square goodness of fit on
-    bins with >= 20 expected paths; the test fails at the 0.1% level."""
+    bins with >= 20 expected paths; the test fails at the 0.1% level. No cash trap: it would prepay
+    principal whenever the LTV is breached, so a default would no longer lose the whole principal."""
     pd_annual, rho, tenor = 0.03, 0.25, 36
     loans = [dict(amortization="bullet", pd_annual=pd_annual, asset_corr=rho, reserve_months=0)] * n_loans
     cfg = config([f"portfolio.path={tape(loans)}", f"tenors=[{tenor}]", "model.channels=[exogenous]",
-                  "model.recovery.haircut=1.0", f"mc.paths={paths}", "mc.fan_paths=0"],
-                 scenarios={"base": []})
+                  "model.recovery.haircut=1.0", "model.covenant.cash_trap=false", f"mc.paths={paths}",
+                  "mc.fan_paths=0"], scenarios={"base": []})
     ds = run(cfg)
     defaults = np.rint(ds.loss_rate.sel(scenario="base", tenor=tenor).values * n_loans).astype(int)
     p = 1 - (1 - pd_annual) ** (tenor / 12)
@@ -167,8 +168,9 @@ def test_cross_default_ties_a_borrowers_loans(tape):
 def test_cross_default_exposure_is_the_opening_balance(tape):
     """A bullet loan that cannot refinance at maturity drags its borrower's annuity loan, in its
     last month, into default: the annuity's exposure is its opening balance (the cross-default
-    pre-empts the payment), never the zero left after it."""
-    common = dict(borrower="A", pd_annual=0.0, contracted_share=1.0, contract_price=5.0, contract_months=60,
+    pre-empts the payment), never the zero left after it. The contracts end at maturity, so the
+    appraisal of month 36 has only the merchant rents at the zero price left (scrap value)."""
+    common = dict(borrower="A", pd_annual=0.0, contracted_share=1.0, contract_price=5.0, contract_months=36,
                   ltv_max=1e4)
     loans = [dict(amortization="bullet", **common), dict(amortization="annuity", **common)]
     scen = {"base": [{"target": "price.all", "kind": "set", "value": 0.0, "start_month": 36}]}
