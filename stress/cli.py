@@ -52,7 +52,7 @@ def _task(cfg: DictConfig) -> None:
     from .report import write_all
 
     try:  # the dataset is already safe on disk; a failed report loses nothing
-        written = write_all(ds, Path(ds.attrs["written_to"]).parent)
+        written = write_all(ds, Path(ds.attrs["written_to"]).parent, figures=cfg.output.figures)
     except OSError as exc:
         print(f"stress-test: error: could not write the report: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -63,7 +63,8 @@ def _task(cfg: DictConfig) -> None:
         for table in results.summary_tables(ds):
             console.print(table)
         console.print(f"Results written to {ds.attrs['written_to']}")
-        console.print(f"Report and {len(written) - 1} figures written to {written[-1].parent}")
+        drawn = f"Report and {len(written) - 1} figures" if cfg.output.figures else "Report (no figures: output.figures=false)"
+        console.print(f"{drawn} written to {written[-1].parent}")
 
 
 class Interrupted(KeyboardInterrupt):

@@ -393,6 +393,9 @@ def _loan_table(ds: xr.Dataset) -> str:
 
 def _figure_section(pngs: dict[str, bytes]) -> str:
     out = ['<h2 id="figures">Figures</h2>']
+    if not pngs:
+        out.append('<p class="note">No figures in this report: they were not drawn (output.figures=false, or '
+                   "stress-report --no-figures).</p>")
     for name, data in pngs.items():
         title = plots.FIGURES[name][1] if name in plots.FIGURES else name
         b64 = base64.b64encode(data).decode("ascii")
@@ -453,13 +456,16 @@ def write_report(ds: xr.Dataset, out_dir, pngs: dict[str, bytes] | None = None) 
     return path
 
 
-def output_paths(out_dir) -> list[Path]:
+def output_paths(out_dir, figures: bool = True) -> list[Path]:
     """Every file write_all writes into ``out_dir``."""
     out = Path(out_dir)
-    return [out / plots.figure_filename(n) for n in plots.FIGURES] + [out / REPORT_NAME]
+    return [out / plots.figure_filename(n) for n in (plots.FIGURES if figures else ())] + [out / REPORT_NAME]
 
 
-def write_all(ds: xr.Dataset, out_dir) -> list[Path]:
-    """Figures (PNG) and the HTML report into ``out_dir``, rendering each figure once."""
+def write_all(ds: xr.Dataset, out_dir, figures: bool = True) -> list[Path]:
+    """Figures (PNG) and the HTML report into ``out_dir``, rendering each figure once; with
+    ``figures=False`` only the report, without figures. The report is the last path returned."""
+    if not figures:
+        return [write_report(ds, out_dir, {})]
     pngs = plots.figure_pngs(ds)
     return plots.write_figures(ds, out_dir, pngs) + [write_report(ds, out_dir, pngs)]

@@ -1,4 +1,4 @@
-"""``stress-report RESULTS [--out DIR] [--overwrite]``: re-render the figures and the HTML report of
+"""``stress-report RESULTS [--out DIR] [--overwrite] [--no-figures]``: re-render the figures and the HTML report of
 a saved results dataset (results.nc, a results.zarr directory, or a run directory holding one).
 
 User errors (a missing file, a file that is not a results dataset, an existing report without
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output directory (default: the directory of the results dataset)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report.html and figures")
+    p.add_argument("--no-figures", action="store_true",
+                   help="write report.html with the tables only, without drawing the figures (much faster)")
     return p
 
 
@@ -86,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = Path(args.out).expanduser() if args.out else results.parent
         from . import report
 
-        targets = report.output_paths(out_dir)
+        targets = report.output_paths(out_dir, figures=not args.no_figures)
         existing = [p for p in targets if p.exists()]
         if existing and not args.overwrite:
             names = ", ".join(p.name for p in existing)
@@ -95,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ds = open_results(results)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            written = report.write_all(ds, out_dir)
+            written = report.write_all(ds, out_dir, figures=not args.no_figures)
         except OSError as exc:
             raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     except UserError as exc:

@@ -51,8 +51,8 @@ def png_size(data: bytes) -> tuple[int, int]:
 @pytest.mark.parametrize("name, panels, units", [
     ("loss_distribution", len(SCENARIOS) * len(TENORS), ["USD m"]),  # scenario rows x tenor columns
     ("risk_heatmap", 2, ["% of portfolio principal", "tenor"]),  # EL and VaR
-    ("price_fans", len(SCENARIOS), ["USD per GPU-hour", "months"]),
-    ("ltv_dscr_fans", 2 * len(SCENARIOS), ["LTV (%)", "DSCR", "months"]),  # LTV and DSCR per scenario
+    ("price_fans", 5, ["USD per GPU-hour", "months"]),  # one panel per chip family
+    ("ltv_dscr_fans", 3 * len(SCENARIOS), ["LTV (%)", "DSCR", "% of principal", "months"]),  # LTV, DSCR, live share
     ("defaults", len(TENORS) + 1, ["% of principal", "share of defaults (%)", "months"]),  # rate per tenor + causes
     ("loans", 4, ["USD m", "probability of default (%)"]),  # EL and PD for the baseline and the worst scenario
 ])
