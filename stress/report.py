@@ -291,7 +291,34 @@ def driver_paragraph(ds: xr.Dataset, scenario: str, top: int = 3) -> str:
 
 # ----------------------------------------------------------------------------- sections
 
-def _meta_section(ds: xr.Dataset) -> str:
+def portfolio_label(ds: xr.Dataset) -> str:
+    """The loan tape as a reader knows it: the portfolio's name and the tape's path inside the config
+    folder it came from (the user's ``--config-dir``, or the bundled one wherever the package is
+    installed), else the path the run was given."""
+    from .config import conf_dir
+
+    path = str(ds.attrs.get("portfolio") or "")
+    cfg = run_config(ds)
+    name = str(cfg.portfolio.get("name", "")) if cfg is not None and "portfolio" in cfg else ""
+    tape = Path(path)
+    user = Path(str(ds.attrs["config_dir"])) if ds.attrs.get("config_dir") else None
+    parts = tape.parts
+    installed = next((i + 2 for i in range(len(parts) - 2) if parts[i:i + 2] == ("stress", "conf")), 0)
+    where = path
+    if user is not None and user.resolve() != conf_dir() and tape.is_relative_to(user):
+        where = f"{tape.relative_to(user).as_posix()} in the config folder {user}"
+    elif tape.is_relative_to(conf_dir()):
+        where = f"{tape.relative_to(conf_dir()).as_posix()} (bundled with the package)"
+    elif installed:  # .../site-packages/stress/conf/...: the bundled tree of another installation
+        where = f"{Path(*parts[installed:]).as_posix()} (bundled with the package)"
+    if name in ("", "?"):
+        return where
+    return f"{name}: {where}" if where else name
+
+
+def run_metadata(ds: xr.Dataset) -> list[tuple[str, str]]:
+    """(label, value) of the run: how, when and on what it was computed (the report's run table and
+    the workbook's run sheet); values that are absent are left out."""
     a = ds.attrs
     principal = portfolio_principal(ds)
     rows = [
@@ -302,7 +329,7 @@ def _meta_section(ds: xr.Dataset) -> str:
         ("seed", a.get("seed")),
         ("package version", a.get("package_version")),
         ("kernel hash", a.get("kernel_hash")),
-        ("portfolio", a.get("portfolio")),
+        ("portfolio", portfolio_label(ds)),
         ("results file", a.get("written_to")),
         ("valuation date", plots._valuation_date(ds) or None),
         ("scenarios", ", ".join(str(s) for s in ds.scenario.values)),
@@ -311,7 +338,11 @@ def _meta_section(ds: xr.Dataset) -> str:
         ("portfolio principal", None if not math.isfinite(principal) else f"{principal / 1e6:,.1f} USD m"),
         ("risk quantiles", ", ".join(pct_label(q) for q in ds["quantile"].values)),
     ]
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v not in (None, ""))
+    return [(k, str(v)) for k, v in rows if v not in (None, "")]
+
+
+def _meta_section(ds: xr.Dataset) -> str:
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in run_metadata(ds))
     return f'<h2 id="run">Run</h2>\n<table class="meta">{body}</table>'
 
 
@@ -360,30 +391,41 @@ def _summary_table(ds: xr.Dataset, in_pct: bool) -> str:
             f"<thead>{thead}</thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
+def loan_attributes(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Borrower, chip family and principal (USD) of every loan, from the loan coordinates (blank or
+    NaN for a dataset without them)."""
+    L = ds.sizes["loan"]
+    text = lambda name: ds[name].values.astype(str) if name in ds.coords else np.full(L, "")  # noqa: E731
+    principal = ds["principal"].values.astype(float) if "principal" in ds else np.full(L, np.nan)
+    return {"borrower": text("borrower"), "chip": text("loan_chip"), "principal": principal}
+
+
 def _loan_table(ds: xr.Dataset) -> str:
     s = baseline_scenario(ds)
     tenors = sorted_tenors(ds)
     k_sort = default_tenor(ds)
-    el_sort = ds["el"].sel(scenario=s, tenor=k_sort)
-    order = np.argsort(-np.nan_to_num(el_sort.values, nan=0.0), kind="stable")
-    head1 = '<tr><th rowspan="2">loan</th>' + "".join(
-        f'<th colspan="4">{escape(tenor_label(k))}</th>' for k in tenors) + "</tr>"
+    order = np.argsort(-np.nan_to_num(ds["el"].sel(scenario=s, tenor=k_sort).values, nan=0.0), kind="stable")
+    info = loan_attributes(ds)
+    cell = ds.sel(scenario=s, tenor=tenors)
+    pd_, lgd, el = (cell[v].transpose("tenor", "loan").values for v in ("pd", "lgd", "el"))
+    totals = el.sum(axis=1)
+    shares = el / np.where(totals > 0, totals, np.nan)[:, None]
+    fixed = '<th rowspan="2">loan</th><th rowspan="2">borrower</th><th rowspan="2">chip</th>' \
+            '<th rowspan="2">principal (USD m)</th>'
+    head1 = f"<tr>{fixed}" + "".join(f'<th colspan="4">{escape(tenor_label(k))}</th>' for k in tenors) + "</tr>"
     head2 = "<tr>" + "".join("<th>PD</th><th>LGD</th><th>EL (USD m)</th><th>EL share</th>" for _ in tenors) + "</tr>"
-    totals = {k: float(ds["el"].sel(scenario=s, tenor=k).sum()) for k in tenors}
     rows = []
     for i in order:
-        loan = ds.loan.values[i]
-        cells = [_cell(str(loan), False)]
-        for k in tenors:
-            c = ds.sel(scenario=s, tenor=k, loan=loan)
-            el = float(c["el"])
-            share = el / totals[k] if totals[k] > 0 else math.nan
-            cells += [_cell(_pct(float(c["pd"]))), _cell(_pct(float(c["lgd"]), 0)), _cell(_usd_m(el, 2)),
-                      _cell(_pct(share))]
+        cells = [_cell(str(ds.loan.values[i]), False), _cell(info["borrower"][i], False), _cell(info["chip"][i], False),
+                 _cell(_usd_m(info["principal"][i]))]
+        for t in range(len(tenors)):
+            cells += [_cell(_pct(pd_[t, i])), _cell(_pct(lgd[t, i], 0)), _cell(_usd_m(el[t, i], 2)),
+                      _cell(_pct(shares[t, i]))]
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    total_row = "<tr><th>portfolio</th>" + "".join(
-        f'<td class="num"></td><td class="num"></td><td class="num"><b>{escape(_usd_m(totals[k], 2))}</b></td>'
-        f'<td class="num">100%</td>' for k in tenors) + "</tr>"
+    total_row = ('<tr><th>portfolio</th><td></td><td></td>'
+                 f'<td class="num"><b>{escape(_usd_m(float(np.nansum(info["principal"]))))}</b></td>') + "".join(
+        f'<td class="num"></td><td class="num"></td><td class="num"><b>{escape(_usd_m(float(t), 2))}</b></td>'
+        f'<td class="num">100%</td>' for t in totals) + "</tr>"
     caption = (f"Per-loan results, {s} scenario: probability of default by maturity, mean loss given default "
                f"(– = never defaulted), expected loss and its share of the portfolio EL; sorted by EL at "
                f"{tenor_label(k_sort)}")
