@@ -240,7 +240,8 @@ def _grid(fig: Figure, n: int, max_cols: int, **kw):
     """n axes in a grid of at most max_cols columns; unused cells removed. Returns a flat list."""
     ncols = max(1, min(n, max_cols))
     nrows = math.ceil(n / ncols)
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False, **kw)).ravel()
+    make = _fixed_grid if hasattr(fig, "_fixed_gaps") else functools.partial(fig.subplots, squeeze=False)
+    axes = np.atleast_1d(make(fig, nrows, ncols, **kw) if make is _fixed_grid else make(nrows, ncols, **kw)).ravel()
     for ax in axes[n:]:
         fig.delaxes(ax)
     return list(axes[:n])
@@ -415,7 +416,10 @@ def price_fan_figure(ds: xr.Dataset) -> Figure:
     months = ds.month.values
     ncols = min(len(chips), 3)
     nrows = math.ceil(len(chips) / ncols)
-    fig = _new_figure(max(7.0, 4.4 * ncols + 0.4), 3.0 * nrows + 0.25 * math.ceil((len(scenarios) + 4) / 3) + 1.2)
+    legend_rows = math.ceil((len(scenarios) + 4) / 3)
+    width = max(7.0, 4.4 * ncols + 0.4)
+    fig = _new_figure(width, 2.6 * nrows + 0.2 * legend_rows + 1.1,
+                      margins=(0.65, 0.15, 0.55, 0.6 + 0.2 * legend_rows, 0.6, 0.5))
     axes = _grid(fig, len(chips), 3, sharex=True)
     has_fan = bool(np.isfinite(ds["price_fan"].values).any())
     base_launches = launch_months(ds, base)
@@ -462,9 +466,9 @@ def price_fan_figure(ds: xr.Dataset) -> Figure:
     handles.append(Line2D([], [], color="0.3", ls=":", label="generation launch, baseline (shaded: ± jitter)"))
     if any(moved.values()):
         handles.append(Line2D([], [], color="0.3", ls="none", marker="v", label="launch moved by the scenario"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
+    fig.legend(handles=handles, loc="lower center", ncols=3, fontsize=8, frameon=False)
     fig.suptitle(f"Chip rental price: {base} quantile bands across simulated paths, median of every scenario",
-                 fontsize=11)
+                 fontsize=11, y=1 - 0.1 / fig.get_figheight(), va="top")
     return fig
 
 

@@ -51,18 +51,23 @@ code { background: #f3f3f5; padding: 0 0.2em; }
 FIGURE_CAPTIONS = {
     "loss_distribution": "Histogram of the simulated portfolio loss per scenario and tenor on a logarithmic density "
                          "scale, so that the tail stays visible; dashed lines mark the value at risk and solid lines "
-                         "the expected shortfall at each quantile level.",
+                         "the expected shortfall, one colour per quantile level.",
     "risk_heatmap": "Expected loss and value at risk as a percentage of the portfolio principal, by scenario (rows) "
                     "and loan tenor (columns), with one Monte Carlo standard error below each value.",
-    "price_fans": "Quantile fans of the simulated spot rental price of every chip family; dotted vertical lines "
-                  "mark the scheduled launches of new GPU generations under each scenario (grey: launch-date "
-                  "jitter).",
+    "price_fans": "Simulated spot rental price of each chip family: the baseline's quantile bands and every "
+                  "scenario's median; dotted vertical lines mark the baseline's launches of new GPU generations "
+                  "(grey: launch-date jitter), triangles the launches a scenario moves. A scenario whose median "
+                  "is another's is named in the legend.",
     "ltv_dscr_fans": "Quantile fans of the principal-weighted loan-to-value ratio and debt-service coverage ratio "
-                     "of the loans still alive, for one tenor; the dashed lines mark LTV 100% and DSCR 1.",
-    "defaults": "Cumulative share of portfolio principal in default by month, per tenor, and the causes of the "
-                "defaults as stacked shares per scenario and tenor.",
-    "loans": "Expected loss and probability of default of each loan, sorted by expected loss, for the baseline "
-             "and the scenario with the highest expected loss.",
+                     "of the loans still alive, for one tenor, with each loan group's covenant level from the tape; "
+                     "beside them the share of principal still live and in default (the fans speak for the live "
+                     "share only).",
+    "defaults": "Cumulative share of portfolio principal in default by month, per tenor (scenarios with the same "
+                "curve are named in the legend), and the causes of the defaults as stacked shares per scenario "
+                "and tenor.",
+    "loans": "Expected loss and probability of default of each loan at every tenor, sorted by expected loss, for "
+             "the baseline and the scenario with the highest expected loss; in a large book the loans beyond the "
+             "largest 30 share one bar.",
 }
 
 
