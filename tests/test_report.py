@@ -456,3 +456,15 @@ def test_xlsx_labels_stay_text(ds, tmp_path):
     wb = openpyxl.load_workbook(workbook.write_workbook(odd, tmp_path / "w.xlsx"))
     cells = [c for c in wb["loans"]["C"] if c.value in ("=1+1", "a\ufffdb")]
     assert {c.value for c in cells} == {"=1+1", "a\ufffdb"} and all(c.data_type == "s" for c in cells)
+
+
+def test_fans_of_a_dataset_without_covenants_or_schedule(ds):
+    """A dataset written before the covenant coordinates (or without a schedule) still draws: the
+    generic LTV 100% / DSCR 1 lines, said so in the legend, and loans live up to the tenor."""
+    old = ds.drop_vars(["ltv_max", "dscr_min", "scheduled_balance"])
+    fig = plots.ltv_dscr_figure(old, tenor=36)
+    legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
+    assert "no covenant levels stored" in legend
+    assert any(tuple(line.get_ydata()) == (100, 100) for line in fig.axes[0].lines)
+    live, _ = plots.live_share(old, 36)
+    assert (live.sel(month=slice(37, None)) == 0).all() and (live.sel(month=36) > 0).all()
