@@ -65,7 +65,7 @@ def _job(cfg: DictConfig) -> None:
     from .report import check_writable, write_all
 
     try:
-        check_writable(cfg.output.dir, cfg.output.overwrite)  # the report is protected as the results are
+        check_writable(cfg.output.dir, cfg.output.overwrite, cfg.output.figures)  # protected as the results are
         ds = run(cfg)
     except StressError as exc:
         print(f"stress-test: error: {exc}", file=sys.stderr)
@@ -73,7 +73,7 @@ def _job(cfg: DictConfig) -> None:
     _written = ds.attrs["written_to"]
 
     try:  # the dataset is already safe on disk; a failed report loses nothing
-        written = write_all(ds, Path(ds.attrs["written_to"]).parent)
+        written = write_all(ds, Path(ds.attrs["written_to"]).parent, figures=cfg.output.figures)
     except OSError as exc:
         print(f"stress-test: error: could not write the report: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -87,7 +87,8 @@ def _job(cfg: DictConfig) -> None:
         if note:
             console.print(note)
         console.print(f"Results written to {ds.attrs['written_to']}")
-        console.print(f"Report and {len(written) - 1} figures written to {written[-1].parent}")
+        drawn = f"Report and {len(written) - 1} figures" if cfg.output.figures else "Report (no figures: output.figures=false)"
+        console.print(f"{drawn} written to {written[-1].parent}")
 
 
 class Interrupted(KeyboardInterrupt):

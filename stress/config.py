@@ -168,6 +168,7 @@ class OutputConfig:
     paths: bool = False  # also keep default_month and default_cause per path and loan
     overwrite: bool = False  # replace an existing results file
     resume: bool = False  # reuse the finished chunks stored in DIR/chunks/ by an interrupted run
+    figures: bool = True  # draw the PNG figures into DIR and report.html; false: report.html holds the tables only
 
 
 @dataclass

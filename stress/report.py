@@ -52,19 +52,24 @@ code { background: #f3f3f5; padding: 0 0.2em; }
 FIGURE_CAPTIONS = {
     "loss_distribution": "Histogram of the simulated portfolio loss per scenario and tenor on a logarithmic density "
                          "scale, so that the tail stays visible; dashed lines mark the value at risk and solid lines "
-                         "the expected shortfall at each quantile level.",
+                         "the expected shortfall, one colour per quantile level.",
     "risk_heatmap": "Expected loss and value at risk as a percentage of the portfolio principal, by scenario (rows) "
                     "and loan tenor (columns), with one Monte Carlo standard error below each value; a * marks a figure "
                     "whose standard error exceeds 10% of it (more paths needed).",
-    "price_fans": "Quantile fans of the simulated spot rental price of every chip family; dotted vertical lines "
-                  "mark the scheduled launches of new GPU generations under each scenario (grey: launch-date "
-                  "jitter).",
+    "price_fans": "Simulated spot rental price of each chip family: the baseline's quantile bands and every "
+                  "scenario's median; dotted vertical lines mark the baseline's launches of new GPU generations "
+                  "(grey: launch-date jitter), triangles the launches a scenario moves. A scenario whose median "
+                  "is another's is named in the legend.",
     "ltv_dscr_fans": "Quantile fans of the principal-weighted loan-to-value ratio and debt-service coverage ratio "
-                     "of the loans still alive, for one tenor; the dashed lines mark LTV 100% and DSCR 1.",
-    "defaults": "Cumulative share of portfolio principal in default by month, per tenor, and the causes of the "
-                "defaults as stacked shares per scenario and tenor.",
-    "loans": "Expected loss and probability of default of each loan, sorted by expected loss, for the baseline "
-             "and the scenario with the highest expected loss.",
+                     "of the loans still alive, for one tenor, with each loan group's covenant level from the tape; "
+                     "beside them the share of principal still live and in default (the fans speak for the live "
+                     "share only).",
+    "defaults": "Cumulative share of portfolio principal in default by month, per tenor (scenarios with the same "
+                "curve are named in the legend), and the causes of the defaults as stacked shares per scenario "
+                "and tenor.",
+    "loans": "Expected loss and probability of default of each loan at every tenor, sorted by expected loss, for "
+             "the baseline and the scenario with the highest expected loss; in a large book the loans beyond the "
+             "largest 30 share one bar.",
 }
 
 
@@ -294,7 +299,34 @@ def driver_paragraph(ds: xr.Dataset, scenario: str, top: int = 3) -> str:
 
 # ----------------------------------------------------------------------------- sections
 
-def _meta_section(ds: xr.Dataset) -> str:
+def portfolio_label(ds: xr.Dataset) -> str:
+    """The loan tape as a reader knows it: the portfolio's name and the tape's path inside the config
+    folder it came from (the user's ``--config-dir``, or the bundled one wherever the package is
+    installed), else the path the run was given."""
+    from .config import conf_dir
+
+    path = str(ds.attrs.get("portfolio") or "")
+    cfg = run_config(ds)
+    name = str(cfg.portfolio.get("name", "")) if cfg is not None and "portfolio" in cfg else ""
+    tape = Path(path)
+    user = Path(str(ds.attrs["config_dir"])) if ds.attrs.get("config_dir") else None
+    parts = tape.parts
+    installed = next((i + 2 for i in range(len(parts) - 2) if parts[i:i + 2] == ("stress", "conf")), 0)
+    where = path
+    if user is not None and user.resolve() != conf_dir() and tape.is_relative_to(user):
+        where = f"{tape.relative_to(user).as_posix()} in the config folder {user}"
+    elif tape.is_relative_to(conf_dir()):
+        where = f"{tape.relative_to(conf_dir()).as_posix()} (bundled with the package)"
+    elif installed:  # .../site-packages/stress/conf/...: the bundled tree of another installation
+        where = f"{Path(*parts[installed:]).as_posix()} (bundled with the package)"
+    if name in ("", "?"):
+        return where
+    return f"{name}: {where}" if where else name
+
+
+def run_metadata(ds: xr.Dataset) -> list[tuple[str, str]]:
+    """(label, value) of the run: how, when and on what it was computed (the report's run table and
+    the workbook's run sheet); values that are absent are left out."""
     a = ds.attrs
     principal = portfolio_principal(ds)
     rows = [
@@ -305,7 +337,7 @@ def _meta_section(ds: xr.Dataset) -> str:
         ("seed", a.get("seed")),
         ("package version", a.get("package_version")),
         ("kernel hash", a.get("kernel_hash")),
-        ("portfolio", a.get("portfolio")),
+        ("portfolio", portfolio_label(ds)),
         ("results file", a.get("written_to")),
         ("valuation date", plots._valuation_date(ds) or None),
         ("scenarios", ", ".join(str(s) for s in ds.scenario.values)),
@@ -314,7 +346,11 @@ def _meta_section(ds: xr.Dataset) -> str:
         ("portfolio principal", None if not math.isfinite(principal) else f"{principal / 1e6:,.1f} USD m"),
         ("risk quantiles", ", ".join(pct_label(q) for q in ds["quantile"].values)),
     ]
-    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(str(v))}</td></tr>" for k, v in rows if v not in (None, ""))
+    return [(k, str(v)) for k, v in rows if v not in (None, "")]
+
+
+def _meta_section(ds: xr.Dataset) -> str:
+    body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in run_metadata(ds))
     return f'<h2 id="run">Run</h2>\n<table class="meta">{body}</table>'
 
 
@@ -369,30 +405,41 @@ def _summary_table(ds: xr.Dataset, in_pct: bool) -> str:
             f"<thead>{thead}</thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
+def loan_attributes(ds: xr.Dataset) -> dict[str, np.ndarray]:
+    """Borrower, chip family and principal (USD) of every loan, from the loan coordinates (blank or
+    NaN for a dataset without them)."""
+    L = ds.sizes["loan"]
+    text = lambda name: ds[name].values.astype(str) if name in ds.coords else np.full(L, "")  # noqa: E731
+    principal = ds["principal"].values.astype(float) if "principal" in ds else np.full(L, np.nan)
+    return {"borrower": text("borrower"), "chip": text("loan_chip"), "principal": principal}
+
+
 def _loan_table(ds: xr.Dataset) -> str:
     s = baseline_scenario(ds)
     tenors = sorted_tenors(ds)
     k_sort = default_tenor(ds)
-    el_sort = ds["el"].sel(scenario=s, tenor=k_sort)
-    order = np.argsort(-np.nan_to_num(el_sort.values, nan=0.0), kind="stable")
-    head1 = '<tr><th rowspan="2">loan</th>' + "".join(
-        f'<th colspan="4">{escape(tenor_label(k))}</th>' for k in tenors) + "</tr>"
+    order = np.argsort(-np.nan_to_num(ds["el"].sel(scenario=s, tenor=k_sort).values, nan=0.0), kind="stable")
+    info = loan_attributes(ds)
+    cell = ds.sel(scenario=s, tenor=tenors)
+    pd_, lgd, el = (cell[v].transpose("tenor", "loan").values for v in ("pd", "lgd", "el"))
+    totals = el.sum(axis=1)
+    shares = el / np.where(totals > 0, totals, np.nan)[:, None]
+    fixed = '<th rowspan="2">loan</th><th rowspan="2">borrower</th><th rowspan="2">chip</th>' \
+            '<th rowspan="2">principal (USD m)</th>'
+    head1 = f"<tr>{fixed}" + "".join(f'<th colspan="4">{escape(tenor_label(k))}</th>' for k in tenors) + "</tr>"
     head2 = "<tr>" + "".join("<th>PD</th><th>LGD</th><th>EL (USD m)</th><th>EL share</th>" for _ in tenors) + "</tr>"
-    totals = {k: float(ds["el"].sel(scenario=s, tenor=k).sum()) for k in tenors}
     rows = []
     for i in order:
-        loan = ds.loan.values[i]
-        cells = [_cell(str(loan), False)]
-        for k in tenors:
-            c = ds.sel(scenario=s, tenor=k, loan=loan)
-            el = float(c["el"])
-            share = el / totals[k] if totals[k] > 0 else math.nan
-            cells += [_cell(_pct(float(c["pd"]))), _cell(_pct(float(c["lgd"]), 0)), _cell(_usd_m(el, 2)),
-                      _cell(_pct(share))]
+        cells = [_cell(str(ds.loan.values[i]), False), _cell(info["borrower"][i], False), _cell(info["chip"][i], False),
+                 _cell(_usd_m(info["principal"][i]))]
+        for t in range(len(tenors)):
+            cells += [_cell(_pct(pd_[t, i])), _cell(_pct(lgd[t, i], 0)), _cell(_usd_m(el[t, i], 2)),
+                      _cell(_pct(shares[t, i]))]
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    total_row = "<tr><th>portfolio</th>" + "".join(
-        f'<td class="num"></td><td class="num"></td><td class="num"><b>{escape(_usd_m(totals[k], 2))}</b></td>'
-        f'<td class="num">100%</td>' for k in tenors) + "</tr>"
+    total_row = ('<tr><th>portfolio</th><td></td><td></td>'
+                 f'<td class="num"><b>{escape(_usd_m(float(np.nansum(info["principal"]))))}</b></td>') + "".join(
+        f'<td class="num"></td><td class="num"></td><td class="num"><b>{escape(_usd_m(float(t), 2))}</b></td>'
+        f'<td class="num">100%</td>' for t in totals) + "</tr>"
     caption = (f"Per-loan results, {s} scenario: probability of default by maturity, mean loss given default "
                f"(– = never defaulted), expected loss and its share of the portfolio EL; sorted by EL at "
                f"{tenor_label(k_sort)}")
@@ -402,6 +449,9 @@ def _loan_table(ds: xr.Dataset) -> str:
 
 def _figure_section(pngs: dict[str, bytes]) -> str:
     out = ['<h2 id="figures">Figures</h2>']
+    if not pngs:
+        out.append('<p class="note">No figures in this report: they were not drawn (output.figures=false, or '
+                   "stress-report --no-figures).</p>")
     for name, data in pngs.items():
         title = plots.FIGURES[name][1] if name in plots.FIGURES else name
         b64 = base64.b64encode(data).decode("ascii")
@@ -462,23 +512,26 @@ def write_report(ds: xr.Dataset, out_dir, pngs: dict[str, bytes] | None = None) 
     return path
 
 
-def output_paths(out_dir) -> list[Path]:
+def output_paths(out_dir, figures: bool = True) -> list[Path]:
     """Every file write_all writes into ``out_dir``."""
     out = Path(out_dir)
-    return [out / plots.figure_filename(n) for n in plots.FIGURES] + [out / REPORT_NAME]
+    return [out / plots.figure_filename(n) for n in (plots.FIGURES if figures else ())] + [out / REPORT_NAME]
 
 
-def check_writable(out_dir, overwrite: bool) -> None:
+def check_writable(out_dir, overwrite: bool, figures: bool = True) -> None:
     """Refuse, before any simulation, to replace the report or a figure in ``out_dir`` unless
     ``overwrite`` (the rule of the results file)."""
-    existing = sorted((p for p in output_paths(out_dir) if p.exists()), key=lambda p: p.name != REPORT_NAME)
+    existing = sorted((p for p in output_paths(out_dir, figures) if p.exists()), key=lambda p: p.name != REPORT_NAME)
     if existing and not overwrite:
         n = len(existing) - 1
         more = f" (and {n} more file{'s' if n > 1 else ''} of the report)" if n else ""
         raise OutputError(f"{existing[0]} already exists{more}; choose another output.dir or set output.overwrite=true")
 
 
-def write_all(ds: xr.Dataset, out_dir) -> list[Path]:
-    """Figures (PNG) and the HTML report into ``out_dir``, rendering each figure once."""
+def write_all(ds: xr.Dataset, out_dir, figures: bool = True) -> list[Path]:
+    """Figures (PNG) and the HTML report into ``out_dir``, rendering each figure once; with
+    ``figures=False`` only the report, without figures. The report is the last path returned."""
+    if not figures:
+        return [write_report(ds, out_dir, {})]
     pngs = plots.figure_pngs(ds)
     return plots.write_figures(ds, out_dir, pngs) + [write_report(ds, out_dir, pngs)]

@@ -1,5 +1,6 @@
-"""``stress-report RESULTS [--out DIR] [--overwrite]``: re-render the figures and the HTML report of
-a saved results dataset (results.nc, a results.zarr directory, or a run directory holding one).
+"""``stress-report RESULTS [--out DIR] [--overwrite] [--no-figures] [--xlsx]``: re-render the figures and
+the HTML report of a saved results dataset (results.nc, a results.zarr directory, or a run directory
+holding one), and with ``--xlsx`` the committee workbook (stress.workbook).
 
 User errors (a missing file, a file that is not a results dataset, an existing report without
 ``--overwrite``, an unwritable directory) print one message on stderr and exit with code 2.
@@ -30,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="DIR", default=None,
                    help="output directory (default: the directory of the results dataset)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing report.html and figures")
+    p.add_argument("--no-figures", action="store_true",
+                   help="write report.html with the tables only, without drawing the figures (much faster)")
+    p.add_argument("--xlsx", action="store_true",
+                   help="also write committee_pack.xlsx: summary, per-loan PD/LGD/EL, scenarios and run metadata")
     return p
 
 
@@ -86,7 +91,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         out_dir = Path(args.out).expanduser() if args.out else results.parent
         from . import report
 
-        targets = report.output_paths(out_dir)
+        targets = report.output_paths(out_dir, figures=not args.no_figures)
+        if args.xlsx:
+            from .workbook import WORKBOOK_NAME
+
+            try:  # before anything is written: no report without the workbook asked for
+                import openpyxl  # noqa: F401
+            except ImportError:
+                raise UserError("--xlsx needs openpyxl (a dependency of gpu-credit-stress: pip install openpyxl)") \
+                    from None
+            targets.append(out_dir / WORKBOOK_NAME)
         existing = [p for p in targets if p.exists()]
         if existing and not args.overwrite:
             names = ", ".join(p.name for p in existing)
@@ -95,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ds = open_results(results)
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
-            written = report.write_all(ds, out_dir)
+            written = report.write_all(ds, out_dir, figures=not args.no_figures)
+            if args.xlsx:
+                from .workbook import write_workbook
+
+                written.append(write_workbook(ds, targets[-1]))
         except OSError as exc:
             raise UserError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
     except UserError as exc:

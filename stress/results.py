@@ -168,6 +168,10 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
         "loan": list(prob.loans),
         "borrower": ("loan", np.array(prob.borrowers, dtype=str), {"long_name": "borrower of the loan (tape)"}),
         "loan_chip": ("loan", np.array(prob.loan_chips, dtype=str), {"long_name": "GPU family financed by the loan (tape)"}),
+        "ltv_max": ("loan", np.asarray(prob.ltv_max, dtype=float), {"units": "1", "long_name": "LTV covenant of the "
+                    "loan (tape ltv_max)", "note": "a very large value (up to 1e6) switches it off"}),
+        "dscr_min": ("loan", np.asarray(prob.dscr_min, dtype=float), {"units": "1", "long_name": "cash-sweep trigger on "
+                     "the trailing 3-month DSCR (tape dscr_min)", "note": "a very large value (up to 1e6) switches it off"}),
         "path": np.arange(n_paths),
         "month": ("month", months, {"units": "month", "long_name": "months after the valuation date"}),
         "quantile": list(quantiles),
