@@ -45,7 +45,9 @@ def run(engine_name: str, prob: engine.Problem, seed: int = 5) -> engine.ChunkRe
 
 @functools.lru_cache(maxsize=1)
 def _bundled():
-    return config_module.to_schema(config_module.compose(["tenors=[]", "model.recovery.lag_months=0"]))
+    """The covenant rule on its own: no cash trap and no cures (their references are in test_covenant.py)."""
+    return config_module.to_schema(config_module.compose(["tenors=[]", "model.recovery.lag_months=0",
+                                                          "model.covenant.cash_trap=false", "model.covenant.max_cures=0"]))
 
 
 def base_config(launches=(), shocks=()):
