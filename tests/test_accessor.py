@@ -19,7 +19,7 @@ REFERENCE = ROOT / "docs" / "configuration.md"  # the page README links for the 
 
 @pytest.fixture(scope="module")
 def ds():
-    return stress.run(stress.compose(["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=64",
+    return stress.run(stress.compose(["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=40",
                                       "mc.fan_paths=8"]))
 
 
@@ -46,7 +46,7 @@ def test_summary_equals_the_dataset(ds):
 
 
 def test_noisy_figures_are_flagged_in_the_summary_table_report_and_heatmap(ds):
-    """At 64 paths the baseline 36-month tail is noise: every place that shows it says so. The
+    """At 40 paths the baseline 36-month tail is noise: every place that shows it says so. The
     summary frame's flags follow SE > 10% of the figure; the CLI table marks those figures '*' with
     the paths needed (SE x sqrt(paths) fixed), the report's tables and the heatmap too."""
     from rich.console import Console
@@ -60,7 +60,7 @@ def test_noisy_figures_are_flagged_in_the_summary_table_report_and_heatmap(ds):
         need = row["paths for SE 10%"]
         if want:
             worst = max((row[f"{f} SE"] / (0.1 * abs(row[f]))) ** 2 for f in want if row[f])
-            assert need >= 64 * worst and need < 64 * worst * 1.1 + 10
+            assert need >= 40 * worst and need < 40 * worst * 1.1 + 10
         else:
             assert pd.isna(need)
     assert (s["noisy"] != "").any() and (s["noisy"] == "").any()  # both kinds in this run
