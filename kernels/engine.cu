@@ -29,7 +29,8 @@
 // config (int64[CFG_SIZE]): S, K, L, C, N, B, T, lag, P, first_path (global index of the chunk's
 //   first path, the Philox counter), F, seed low 32 bits, seed high 32 bits, channel bits
 //   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months, cash_trap
-//   (0/1), max_cures, appraisal_months (0 = spot valuation), appraisal window W (months).
+//   (0/1), max_cures, appraisal_months (0 = spot valuation), appraisal window W (months), number of
+//   facilities with tranches Fa (0 = none).
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
 //   scalars[7]          phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost
@@ -55,7 +56,8 @@
 //   ap_discount[C,W+1]  (d q_c)^h              ap_annuity[C,W+1]  sum_{h<=m} (d q_c)^h
 //   ap_hours_u[C]       730 u_c                ap_opex[S,C,H+1]   reference opex of month t, USD/GPU-month
 //   ap_life[L], ap_contract_months[L]          months     ap_share[L], ap_rent[L] (730 p_i), ap_gpus[L]
-// ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L].
+// ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L],
+//   facility_of_loan[L] (0..Fa-1, -1 = in no facility with tranches).
 // The simulate_layout kernel returns the lengths the kernel expects, for the caller to check.
 //
 // Outputs (accumulators zeroed and fans NaN-filled by the caller; optional ones may be null):
@@ -70,6 +72,7 @@
 //   default_month[S,K,P,L] i16, default_cause[S,K,P,L] i8   per path detail (null unless asked)
 //   loan_equity[S,K,L], loan_equity_sq[S,K,L] f64  sums over paths of the equity cures of a cell and of
 //                                  their squares, USD (null without cures)               (atomicAdd)
+//   facility_loss[S,K,P,Fa] f64    lenders' loss on each facility's loans per path, USD (null when Fa = 0)
 // scratch: bytes_per_thread (from simulate_layout) x gridDim.x x blockDim.x, uninitialised.
 // ------------------------------------------------------------------------------------------------
 
@@ -102,6 +105,7 @@ enum ConfigIndex : int {
   CFG_MAX_CURES,
   CFG_APPRAISAL_MONTHS,
   CFG_APPRAISAL_WINDOW,
+  CFG_FACILITIES,
   CFG_SIZE
 };
 enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
@@ -117,7 +121,7 @@ enum ScalarIndex : int {  // reals[0..N_SCALARS)
 };
 
 struct Dims {
-  int S, K, L, C, N, B, T, H, lag;
+  int S, K, L, C, N, B, T, H, lag, Fa;
   long long P, first_path, F;
   unsigned long long seed;
   int channels, cure_months, max_cures, appraisal_months, window;
@@ -131,7 +135,7 @@ struct Dims {
         seed((unsigned long long)(cfg[CFG_SEED_HI]) << 32 | (unsigned long long)(cfg[CFG_SEED_LO])),
         channels(int(cfg[CFG_CHANNELS])), cure_months(int(cfg[CFG_CURE_MONTHS])),
         max_cures(int(cfg[CFG_MAX_CURES])), appraisal_months(int(cfg[CFG_APPRAISAL_MONTHS])),
-        window(int(cfg[CFG_APPRAISAL_WINDOW])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
+        window(int(cfg[CFG_APPRAISAL_WINDOW])), Fa(int(cfg[CFG_FACILITIES])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
         cash_trap(cfg[CFG_CASH_TRAP] != 0) {}
 };
 
@@ -151,7 +155,7 @@ struct Tables {
   const double *opex_base, *opex_slope;
   const double *ap_discount, *ap_annuity, *ap_hours_u, *ap_opex, *ap_life, *ap_contract_months, *ap_share, *ap_rent;
   const double *ap_gpus;
-  const int *chip, *refinanced, *borrower, *tenor;
+  const int *chip, *refinanced, *borrower, *tenor, *facility;
   long long n_reals = 0, n_ints = 0;
 
   __host__ __device__ Tables(const Dims& d, const double* reals, const int* ints) {
@@ -185,7 +189,7 @@ struct Tables {
     ap_discount = real(C * W1), ap_annuity = real(C * W1), ap_hours_u = real(A * C), ap_opex = real(A * S * C * (H + 1));
     ap_life = real(A * L), ap_contract_months = real(A * L), ap_share = real(A * L), ap_rent = real(A * L);
     ap_gpus = real(A * L);
-    chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L);
+    chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L), facility = integer(L);
   }
 };
 
@@ -203,6 +207,7 @@ struct Outputs {
   signed char* default_cause;
   double* loan_equity;
   double* loan_equity_sq;
+  double* facility_loss;
 };
 
 // A per-thread array in the scratch: element i of thread tid at base[i n_threads + tid], so that
@@ -576,6 +581,8 @@ struct PathSim {
                                                           sc.reserve_at_default[j], exposure, annual_rate, d.lag);
         const T loss = exposure - proceeds;
         sc.path_loss[k] += double(loss);
+        if (out.facility_loss && tb.facility[l] >= 0)  // one thread per (scenario, path): no atomic needed
+          out.facility_loss[(((long long)s * d.K + k) * d.P + p) * d.Fa + tb.facility[l]] += double(loss);
         atomicAdd(&out.loan_loss[skl(k, l)], double(loss));
         atomicAdd(&out.loan_lgd[skl(k, l)], double(loss / exposure));
       }
@@ -633,10 +640,10 @@ extern "C" __global__ void simulate_layout(const long long* config, long long* s
                                   double* defaulted_exposure, unsigned long long* cause_count, double* price_fan,  \
                                   double* ltv_fan, double* dscr_fan, short* default_month,                         \
                                   signed char* default_cause, double* loan_equity, double* loan_equity_sq,         \
-                                  char* scratch) {                                                                 \
+                                  double* facility_loss, char* scratch) {                                          \
     const engine::Outputs out{loss,        loan_loss, loan_defaults, loan_lgd,      defaulted_exposure,            \
                               cause_count, price_fan, ltv_fan,       dscr_fan,      default_month,                 \
-                              default_cause, loan_equity, loan_equity_sq};                                         \
+                              default_cause, loan_equity, loan_equity_sq, facility_loss};                          \
     engine::simulate_paths<T>(config, reals, ints, out, scratch);                                                  \
   }
 

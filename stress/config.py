@@ -28,6 +28,7 @@ EXECUTORS = ("local", "dask")
 SHOCK_KINDS = ("add", "mul", "set")
 PATH_SHOCK_TARGETS = ("demand", "utilization", "power_price", "base_rate", "haircut")
 SCALAR_SHOCK_TARGETS = ("pd_multiplier",)
+MAX_FACILITIES = 16  # facilities with tranches: the engines return a loss per (scenario, tenor, path, facility)
 
 
 @dataclass
@@ -119,9 +120,22 @@ class ScenarioConfig:
 
 
 @dataclass
+class TrancheConfig:
+    name: str = "?"  # tranche name, unique within its facility (e.g. senior, mezzanine)
+    attachment: float = 0.0  # A: share of the facility's principal at the valuation date below the tranche, 0..1
+    detachment: float = 1.0  # D: share at which the tranche is wiped out, A < D <= 1
+
+
+@dataclass
+class FacilityConfig:
+    tranches: List[TrancheConfig] = field(default_factory=list)  # slices of the facility's debt (static, no sequential paydown)
+
+
+@dataclass
 class PortfolioConfig:
     name: str = "example"  # portfolio name (info)
     path: Optional[str] = None  # CSV or Parquet loan tape; null = the bundled example tape
+    facilities: Dict[str, FacilityConfig] = field(default_factory=dict)  # facilities of the tape's facility column with tranches (at most 16); {} = none
 
 
 @dataclass
@@ -443,6 +457,8 @@ def validate(cfg: StressConfig) -> None:
     _check(e, 0 <= rec.lag_months <= MAX_MONTHS, "model.recovery.lag_months",
            f"must be in 0..{MAX_MONTHS} months, got {rec.lag_months}")
 
+    e += _facility_problems(cfg.portfolio.facilities)
+
     m = cfg.market
     _check(e, len(m.chips) > 0, "market.chips", "the market defines no chip family")
     e += market_problems(m)  # the documented sanity range of every market number
@@ -463,6 +479,23 @@ def validate(cfg: StressConfig) -> None:
     e += analysis_problems(cfg)
     if e:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(e))
+
+
+def _facility_problems(facilities: Dict[str, FacilityConfig]) -> list[str]:
+    """Tranche points in [0, 1] with A < D, unique tranche names, at most MAX_FACILITIES facilities."""
+    e: list[str] = []
+    _check(e, len(facilities) <= MAX_FACILITIES, "portfolio.facilities",
+           f"at most {MAX_FACILITIES} facilities have per-path losses, got {len(facilities)}")
+    for f, fac in facilities.items():
+        key = f"portfolio.facilities.{f}.tranches"
+        _check(e, len(fac.tranches) > 0, key, "a facility needs at least one tranche")
+        names = [t.name for t in fac.tranches]
+        _check(e, len(set(names)) == len(names), key, f"tranche names must be unique, got {names}")
+        for i, t in enumerate(fac.tranches):
+            _check(e, 0 <= t.attachment < t.detachment <= 1, f"{key}[{i}]",
+                   f"needs 0 <= attachment < detachment <= 1 (shares of the facility's principal), "
+                   f"got {t.attachment} and {t.detachment}")
+    return e
 
 
 def analysis_problems(cfg: StressConfig) -> list[str]:

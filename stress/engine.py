@@ -23,7 +23,7 @@ from typing import Optional
 import numpy as np
 from scipy.special import ndtri
 
-from . import appraisal, market, recovery, rng, schedule, waterfall
+from . import appraisal, market, recovery, rng, schedule, tranche, waterfall
 from .config import StressConfig
 from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
@@ -77,6 +77,9 @@ class Problem:
     appraisal: Optional[appraisal.AppraisalParams] = None  # valuation method appraisal; None = spot (value_income/cost)
     importance_sampling: bool = False  # results carry likelihood-ratio weights (ChunkResult.weight)
     is_shift_copula: float = 0.0  # IS: the copula systematic factor is drawn as Z - is_shift_copula
+    facilities: tuple[str, ...] = ()  # (Fa,) facilities with tranches (portfolio.facilities), in config order
+    facility_of_loan: Optional[np.ndarray] = None  # (L,) index into facilities, -1 = none; None without facilities
+    tranches: tuple[tranche.Tranche, ...] = ()  # every facility's tranches, facility by facility
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -125,6 +128,7 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     income, cost, scrap = recovery.valuation_factors(cfg, tape.chip, tape.age_months, t_all)
     haircut = np.clip(np.stack([shocked_path(sc.shocks, "haircut", cfg.model.recovery.haircut, t_all) for sc in scen]), 0.0, 1.0)
 
+    facilities, facility_of_loan, tranches = tranche.facilities(cfg.portfolio.facilities, tape)
     borrower = None
     if cfg.model.cross_default:
         names, index = np.unique(tape.borrower, return_inverse=True)
@@ -173,6 +177,9 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
                    if cfg.market.valuation.method == "appraisal" else None),
         importance_sampling=cfg.mc.importance_sampling,
         is_shift_copula=cfg.mc.is_shift_copula if cfg.mc.importance_sampling else 0.0,
+        facilities=facilities,
+        facility_of_loan=facility_of_loan,
+        tranches=tranches,
     )
 
 
@@ -195,6 +202,7 @@ class ChunkResult:
     weight: Optional[np.ndarray] = None  # (K, P) importance-sampling likelihood ratios; None without IS
     loan_equity: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the equity injected by cures, USD
     loan_equity_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
+    facility_loss: Optional[np.ndarray] = None  # (S, K, P, Fa) lenders' loss on each facility's loans, USD; None without facilities
 
 
 @dataclass
@@ -334,6 +342,9 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
 
     res = _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
                         lr=xp.exp(log_lr) if prob.importance_sampling else None)
+    if prob.facilities:
+        res.facility_loss = to_host(xp.stack([rec.loss[..., np.flatnonzero(prob.facility_of_loan == f)].sum(-1, dtype=xp.float64)
+                                              for f in range(len(prob.facilities))], axis=-1))
     if cures:
         cell = equity if not prob.importance_sampling else equity * xp.exp(log_lr)[None, :, :, None]
         res.loan_equity, res.loan_equity_sq = to_host(cell.sum(2)), to_host((cell * cell).sum(2))

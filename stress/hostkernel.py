@@ -179,7 +179,8 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
                   (ap.opex, (S, C, H + 1)), (ap.life, (L,)), (ap.contract_months, (L,)),
                   (ap.contracted_share, (L,)), (ap.contract_rent, (L,)), (ap.gpus, (L,))]
     borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
-    ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L))]
+    facility = np.full(L, -1, dtype=np.int64) if prob.facility_of_loan is None else prob.facility_of_loan
+    ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L)), (facility, (L,))]
 
     def flat(pieces, dtype):
         arrays = [np.asarray(a, dtype=dtype) for a, _ in pieces]
@@ -202,7 +203,7 @@ def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: in
                      prob.lag, stop - start, start, fan, k0, k1, channels, int(rules.cross_default),
                      rules.cure_months, int(rules.cash_trap), rules.max_cures,
                      0 if prob.appraisal is None else prob.appraisal.every,
-                     0 if prob.appraisal is None else prob.appraisal.window], dtype=np.int64)
+                     0 if prob.appraisal is None else prob.appraisal.window, len(prob.facilities)], dtype=np.int64)
 
 
 def _ptr(a):
@@ -259,6 +260,7 @@ def kernel_outputs(xp, prob: Problem, paths: int, fan_paths: int, keep_paths: bo
         default_cause=xp.zeros((S, K, P, L), dtype=xp.int8) if keep_paths else None,
         loan_equity=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
         loan_equity_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        facility_loss=xp.zeros((S, K, P, len(prob.facilities))) if prob.facilities else None,
     )
 
 

@@ -89,6 +89,7 @@ class Portfolio:
     pd_annual: np.ndarray  # float64; exogenous default probability, decimal per year
     asset_corr: np.ndarray  # float64; Gaussian-copula correlation of the exogenous channel, 0..1
     cure_capacity: np.ndarray  # float64; optional (missing = 0): equity the sponsor can inject over the life, share of principal
+    facility: np.ndarray  # str; optional (missing or blank = the loan itself): the facility whose tranches share the loan's losses
     line: np.ndarray  # int64; line of the loan in the tape (header = 1; Parquet: row number + 1)
 
     def __len__(self) -> int:
@@ -96,7 +97,7 @@ class Portfolio:
         return len(self.loan_id)
 
 
-OPTIONAL = {"cure_capacity": "0"}  # columns a tape may leave out, with the cell that stands in for them
+OPTIONAL = {"cure_capacity": "0", "facility": ""}  # columns a tape may leave out, with the cell that stands in for them
 COLUMNS: tuple[str, ...] = tuple(
     f.name for f in fields(Portfolio) if f.name not in ("source", "line", *OPTIONAL)
 )  # the tape's required columns, in docs/loan-tape.md order
@@ -210,6 +211,7 @@ def _schema(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
         "pd_annual": (_number(0, 1, hint="decimal per year, e.g. 0.02 for 2%"), np.float64),
         "asset_corr": (_number(0, 1), np.float64),
         "cure_capacity": (_number(0, limit=LIMITS["cure_capacity"], hint=share), np.float64),
+        "facility": (str, object),  # free text; blank = the loan itself (filled in by _validate)
     }
 
 
@@ -444,6 +446,7 @@ def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:
         for name, cell in OPTIONAL.items():
             if name not in index and name not in table.header:
                 row[name] = schema[name][0](cell)
+        row["facility"] = row.get("facility") or loan_id
         parsed.append(row)
     if problems:
         _fail(source, problems)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from . import metrics
+from . import metrics, tranche
 from .engine import TAPE_TENOR, ChunkResult, Problem
 from .errors import OutputError
 from .waterfall import CAUSES
@@ -84,6 +84,7 @@ def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
         weight=cat("weight", 1) if chunks[0].weight is not None else None,
         loan_equity=add("loan_equity") if chunks[0].loan_equity is not None else None,
         loan_equity_sq=add("loan_equity_sq") if chunks[0].loan_equity is not None else None,
+        facility_loss=cat("facility_loss", 2) if chunks[0].facility_loss is not None else None,
     )
 
 
@@ -151,6 +152,12 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                                                                           "(undiscounted, never lender loss)"})
         data["equity_cure_se"] = (sk + ("loan",), np.sqrt(spread / max(n_paths - 1, 1)),
                                   {**usd, "long_name": "Monte Carlo standard error of equity_cure"})
+    coords = {}
+    if prob.facilities:
+        if res.facility_loss is None:
+            raise RuntimeError("the tape has facilities with tranches but the engine returned no facility losses")
+        tranche_data, coords = tranche.dataset_variables(prob, res.facility_loss, quantiles, w)
+        data.update(tranche_data)
     if res.default_month is not None:
         data["default_month"] = (sk + ("path", "loan"), res.default_month,
                                  {"units": "month", "long_name": "month of default (1-based), 0 = none"})
@@ -158,6 +165,7 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                                  {"long_name": "cause of default", "flag_values": list(range(len(CAUSES))),
                                   "flag_meanings": " ".join(CAUSES)})
     coords = {
+        **coords,
         "scenario": list(prob.scenarios),
         "tenor": ("tenor", list(prob.tenors), {"units": "month", "long_name": "loan tenor",
                                                 "note": f"{TAPE_TENOR} = each loan's tenor_months"}),

@@ -16,7 +16,7 @@ import pytest
 import stress
 from stress import config as config_module
 from stress import engine, hostkernel, rng
-from stress.config import ScenarioConfig, ShockConfig
+from stress.config import FacilityConfig, ScenarioConfig, ShockConfig, TrancheConfig
 from stress.portfolio import load_portfolio
 from support import NEAR_ZERO_RATE_LOAN, write_tape
 
@@ -154,7 +154,7 @@ def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
         np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
-    for name in ("loan_equity", "loan_equity_sq"):  # present with equity cures only
+    for name in ("loan_equity", "loan_equity_sq", "facility_loss"):  # present with equity cures / facilities only
         a, b = getattr(ref, name), getattr(got, name)
         assert (a is None) == (b is None), name
         if a is not None:
@@ -245,6 +245,22 @@ def _random_tape(r: np.random.Generator, path: Path, chips, cures: np.random.Gen
     return path
 
 
+def _random_facilities(r: np.random.Generator, tape_file: Path) -> dict:
+    """A ``facility`` column (F0, F1 or blank = the loan itself) appended to the tape, and random
+    tranches for F0, F1 and the first loan."""
+    lines = tape_file.read_text().splitlines()
+    cells = [str(r.choice(["F0", "F1", ""])) for _ in lines[1:]]
+    cells[0] = cells[1] = ""  # the first loan is its own facility, the second in none with tranches
+    cells[2] = "F0"
+    tape_file.write_text("\n".join([lines[0] + ",facility"] + [f"{x},{c}" for x, c in zip(lines[1:], cells)]) + "\n")
+    facilities = {}
+    for name in ["F0", "L0"] + (["F1"] if "F1" in cells else []):
+        points = np.unique(np.round(np.concatenate([[0.0, 1.0], r.uniform(0, 1, int(r.integers(0, 3)))]), 3))
+        facilities[name] = FacilityConfig(tranches=[TrancheConfig(name=f"T{i}", attachment=float(a), detachment=float(d))
+                                                    for i, (a, d) in enumerate(zip(points[:-1], points[1:]))])
+    return facilities
+
+
 def _random_shock(r: np.random.Generator, cfg) -> ShockConfig:
     chips = list(cfg.market.chips)
     launches = [x.name for x in cfg.market.launches]
@@ -283,6 +299,8 @@ def _random_case(case: int, tmp_path: Path):
     with_cures = case % 5 in (1, 3, 4)  # model v2 covenant mechanics, on their own random numbers
     cures = np.random.default_rng(2000 + case) if with_cures else None
     tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips), cures)
+    if case % 2 == 0:  # facilities with tranches, on their own random numbers
+        cfg.portfolio.facilities = _random_facilities(np.random.default_rng(4000 + case), tape_file)
     cfg.scenario = {f"s{i}": ScenarioConfig(description="random", shocks=[_random_shock(r, cfg)
                                                                           for _ in range(int(r.integers(0, 5)))])
                     for i in range(int(r.integers(1, 4)))}
@@ -319,7 +337,7 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     """Odd cases with cross-default; cases not divisible by 3 with a random subset of the channels;
     cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them; cases 1, 3, 4, 6,
     8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
-    with the appraisal valuation."""
+    with the appraisal valuation; even cases with facilities (per-path facility losses)."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
