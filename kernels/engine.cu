@@ -33,7 +33,8 @@
 //   facilities with tranches Fa (0 = none).
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
-//   scalars[7]          phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost
+//   scalars[11]         phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost,
+//                       demand_corr r, sqrt(1 - r^2), phi^12, sqrt(1 - phi^24)
 //   demand_decay[H]     phi^t for t = 1..H
 //   log_price0[C]       log USD/GPU-h          trend_monthly[C]   log decline per month
 //   kappa[C]            demand loading         sigma[C]           chip noise scale
@@ -117,6 +118,10 @@ enum ScalarIndex : int {  // reals[0..N_SCALARS)
   SC_UTIL_SIGMA,
   SC_REFI_LTV_MAX,
   SC_SALE_COST,
+  SC_DEMAND_CORR,
+  SC_DEMAND_CORR_C,
+  SC_PHI_YEAR,
+  SC_YEAR_SD,
   N_SCALARS
 };
 
@@ -306,6 +311,16 @@ struct PathSim {
 
   __device__ long long skl(int k, int l) const { return ((long long)s * d.K + k) * d.L + l; }
 
+  // market.first_year_factor: W = (D_12 - phi^12 D_0) / sqrt(1 - phi^24), a pre-pass over the first
+  // 12 demand innovations from their Philox counters (advance_market regenerates them).
+  __device__ double first_year_factor() const {
+    double x = demand0;
+    for (int t = 1; t <= 12; ++t)
+      x = model::ar1_step(x, tb.scalars[SC_PHI], tb.scalars[SC_DEMAND_SCALE],
+                          philox::normal_at(key, path, t, philox::STREAM_DEMAND, 0));
+    return (x - tb.scalars[SC_PHI_YEAR] * demand0) / tb.scalars[SC_YEAR_SD];
+  }
+
   // market.start, the copula draw of engine.simulate, and waterfall.open_state.
   __device__ void start() {
     demand0 = demand = philox::normal_at(key, path, 0, philox::STREAM_DEMAND, 0);
@@ -314,7 +329,9 @@ struct PathSim {
       const double u = philox::uniform_at(key, path, 0, philox::STREAM_LAUNCH, n);
       sc.launch[n] = tb.launch_month[s * d.N + n] + tb.launch_jitter[n] * (2.0 * u - 1.0);
     }
-    const double z = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    double z = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    if (tb.scalars[SC_DEMAND_CORR] != 0.0)  // wrong-way risk: Z = r W + sqrt(1 - r^2) Z0
+      z = tb.scalars[SC_DEMAND_CORR] * first_year_factor() + tb.scalars[SC_DEMAND_CORR_C] * z;
     double eps[4];
     for (int l = 0; l < d.L; ++l) {
       if (l % 4 == 0) philox::normals4(key, path, 0, philox::STREAM_COPULA_IDIO, l / 4, eps);

@@ -146,6 +146,11 @@ class RecoveryConfig:
 
 
 @dataclass
+class ExogenousConfig:
+    demand_corr: float = 0.0  # r: correlation of the copula's systematic factor with the first-year AI demand innovation, -1..1 (0: model v1; > 0 = wrong-way risk)
+
+
+@dataclass
 class CovenantConfig:
     cash_trap: bool = False  # while LTV > ltv_max all excess cash prepays principal (false: model v1)
     max_cures: int = 0  # equity cures of an LTV breach over the life, each up to the tape's cure_capacity (0: model v1)
@@ -159,6 +164,7 @@ class ModelConfig:
     refi_ltv_max: float = 0.8  # a balloon/bullet above this LTV at maturity cannot refinance
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)  # liquidation of repossessed GPUs
     covenant: CovenantConfig = field(default_factory=CovenantConfig)  # what an LTV breach does before it defaults
+    exogenous: ExogenousConfig = field(default_factory=ExogenousConfig)  # the exogenous (copula) default channel
 
 
 @dataclass
@@ -450,6 +456,8 @@ def validate(cfg: StressConfig) -> None:
     _check(e, cfg.model.cure_months >= 1, "model.cure_months", f"must be >= 1, got {cfg.model.cure_months}")
     _check(e, 0 <= cfg.model.covenant.max_cures <= MAX_MONTHS, "model.covenant.max_cures",
            f"must be in 0..{MAX_MONTHS}, got {cfg.model.covenant.max_cures}")
+    r = cfg.model.exogenous.demand_corr
+    _check(e, -1 <= r <= 1, "model.exogenous.demand_corr", f"must be a correlation in [-1, 1], got {r}")
     _check(e, cfg.model.refi_ltv_max > 0, "model.refi_ltv_max", f"must be > 0, got {cfg.model.refi_ltv_max}")
     rec = cfg.model.recovery
     for key, v in (("haircut", rec.haircut), ("sale_cost", rec.sale_cost)):

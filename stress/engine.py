@@ -77,6 +77,7 @@ class Problem:
     appraisal: Optional[appraisal.AppraisalParams] = None  # valuation method appraisal; None = spot (value_income/cost)
     importance_sampling: bool = False  # results carry likelihood-ratio weights (ChunkResult.weight)
     is_shift_copula: float = 0.0  # IS: the copula systematic factor is drawn as Z - is_shift_copula
+    demand_corr: float = 0.0  # wrong-way risk: the copula's systematic factor is r W + sqrt(1 - r^2) Z0
     facilities: tuple[str, ...] = ()  # (Fa,) facilities with tranches (portfolio.facilities), in config order
     facility_of_loan: Optional[np.ndarray] = None  # (L,) index into facilities, -1 = none; None without facilities
     tranches: tuple[tranche.Tranche, ...] = ()  # every facility's tranches, facility by facility
@@ -177,6 +178,7 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
                    if cfg.market.valuation.method == "appraisal" else None),
         importance_sampling=cfg.mc.importance_sampling,
         is_shift_copula=cfg.mc.is_shift_copula if cfg.mc.importance_sampling else 0.0,
+        demand_corr=cfg.model.exogenous.demand_corr,
         facilities=facilities,
         facility_of_loan=facility_of_loan,
         tranches=tranches,
@@ -254,6 +256,9 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         z = z + shift
         log_lr = xp.zeros((K, P))
         weight_month = prob.tenor.max(axis=1) + prob.lag  # (K,) last market month each tenor sees
+    if prob.demand_corr:  # wrong-way risk: Z = r W + sqrt(1 - r^2) Z0, still N(0, 1)
+        r = prob.demand_corr
+        z = r * market.first_year_factor(xp, prob.market, seed, paths, mstate.demand0)[:, None] + np.sqrt(1.0 - r * r) * z
     load = dev(prob.copula_load, np.float64)
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 

@@ -31,6 +31,7 @@ import numpy as np
 from . import rng
 from .config import conf_dir
 from .engine import ChunkResult, Problem
+from .market import FIRST_YEAR
 from .errors import ConfigError
 from .recovery import HOURS_PER_MONTH
 
@@ -155,10 +156,11 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     C, N, T = len(m.chips), m.launch_month.shape[1], prob.months
     H = T + prob.lag
     phi, psi, load = m.phi, np.asarray(m.psi), np.asarray(prob.copula_load, dtype=np.float64)
+    r = prob.demand_corr
     scalars = [phi, np.sqrt(1.0 - phi**2), m.u_max, m.util_beta, m.util_sigma, prob.rules.refi_ltv_max,
-               prob.sale_cost]
+               prob.sale_cost, r, np.sqrt(1.0 - r * r), phi**FIRST_YEAR, np.sqrt(1.0 - phi**(2 * FIRST_YEAR))]
     reals = [
-        (scalars, (7,)), ([phi**t for t in range(1, H + 1)], (H,)),
+        (scalars, (len(scalars),)), ([phi**t for t in range(1, H + 1)], (H,)),
         (m.log_price0, (C,)), (m.trend_monthly, (C,)), (m.kappa, (C,)), (m.sigma, (C,)), (psi, (C,)),
         (np.sqrt(1.0 - psi**2), (C,)), (m.util_intercept, (C,)),
         (m.launch_ramp, (N,)), (m.launch_jitter, (N,)), (m.launch_month, (S, N)), (m.launch_log_step, (S, N)),

@@ -5,6 +5,7 @@ them for the GPU."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import shutil
 import subprocess
@@ -320,6 +321,8 @@ def _random_case(case: int, tmp_path: Path):
     if case % 3 != 1:  # model v2 appraisal, on its own random numbers
         cfg.market.valuation.method = "appraisal"
         cfg.market.valuation.appraisal_months = int(np.random.default_rng(3000 + case).choice([1, 3, 6, 12]))
+    if case % 3 != 0:  # wrong-way risk, on its own random numbers
+        cfg.model.exogenous.demand_corr = float(np.random.default_rng(5000 + case).choice([-1.0, 1.0, 0.7, -0.3]))
     if with_cures:
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
@@ -337,13 +340,28 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     """Odd cases with cross-default; cases not divisible by 3 with a random subset of the channels;
     cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them; cases 1, 3, 4, 6,
     8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
-    with the appraisal valuation; even cases with facilities (per-path facility losses)."""
+    with the appraisal valuation; even cases with facilities (per-path facility losses); cases not
+    divisible by 3 with wrong-way risk (model.exogenous.demand_corr)."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         ref = engine.simulate(np, prob, **args)
     _assert_parity(ref, hostkernel.simulate(prob, **args))
+
+
+def test_wrong_way_risk_matches_numpy(host):
+    """model.exogenous.demand_corr on the example book, exogenous channel only: the kernel's pre-pass
+    over the first 12 demand innovations gives numpy's default months on every path."""
+    host("engine.cu")
+    cfg = config_module.to_schema(config_module.compose(["tenors=[36,60]", "scenario=[baseline,ai_winter]",
+                                                         "model.channels=[exogenous]", "model.exogenous.demand_corr=0.9"]))
+    prob = engine.build_problem(cfg, load_portfolio(stress.tape_path(cfg), cfg.market.chips.keys()))
+    args = dict(seed=5, start=20, stop=220, fan_paths=0, keep_paths=True)
+    ref = engine.simulate(np, prob, **args)
+    _assert_parity(ref, hostkernel.simulate(prob, **args))
+    plain = engine.simulate(np, dataclasses.replace(prob, demand_corr=0.0), **args)
+    assert (ref.default_month > 0).sum() > 100 and not np.array_equal(ref.default_month, plain.default_month)
 
 
 def test_near_zero_debt_service_has_no_dscr(host, tmp_path):
