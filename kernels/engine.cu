@@ -48,6 +48,7 @@
 //   principal[L], dscr_min[L], ltv_max[L]      USD, 1, 1
 //   copula_load[L]      sqrt(rho)              copula_idio[L]     sqrt(1 - rho)
 //   scrap[L]            USD per GPU            cure_capacity[L]   USD the sponsor can inject
+//   rvg[L]              residual value guarantee, USD per alive GPU (0 = none)
 //   reserve_target[K,L] USD                    regular_balance[K,L,T]  USD after the regular payment
 //   monthly_rate[S,L,T] loan rate per month    exogenous_threshold[S,L,T]  Phi^-1(cumulative PD)
 //   gpus_alive[L,H], contract_revenue[L,H] (USD), merchant_hours[L,H] (GPU-h),
@@ -153,7 +154,7 @@ struct Tables {
   const double *launch_ramp, *launch_jitter, *launch_month, *launch_log_step;
   const double *demand_a, *demand_b, *util_a, *util_b, *haircut;
   const double *price_a, *price_b;
-  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap, *cure_capacity;
+  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap, *cure_capacity, *rvg;
   const double *reserve_target, *regular_balance;
   const double *monthly_rate, *exogenous_threshold;
   const double *gpus_alive, *contract_revenue, *merchant_hours, *value_income, *value_cost;
@@ -184,7 +185,7 @@ struct Tables {
     haircut = real(S * H);
     price_a = real(S * C * H), price_b = real(S * C * H);
     principal = real(L), dscr_min = real(L), ltv_max = real(L), copula_load = real(L), copula_idio = real(L);
-    scrap = real(L), cure_capacity = real(L);
+    scrap = real(L), cure_capacity = real(L), rvg = real(L);
     reserve_target = real(K * L), regular_balance = real(K * L * T);
     monthly_rate = real(S * L * T), exogenous_threshold = real(S * L * T);
     gpus_alive = real(L * H), contract_revenue = real(L * H), merchant_hours = real(L * H);
@@ -595,7 +596,8 @@ struct PathSim {
         const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.L + l) * d.T + defaulted - 1]);
         const T exposure = sc.exposure[j];
         const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale,
-                                                          sc.reserve_at_default[j], exposure, annual_rate, d.lag);
+                                                          T(tb.rvg[l]), sc.reserve_at_default[j], exposure,
+                                                          annual_rate, d.lag);
         const T loss = exposure - proceeds;
         sc.path_loss[k] += double(loss);
         if (out.facility_loss && tb.facility[l] >= 0)  // one thread per (scenario, path): no atomic needed

@@ -72,6 +72,7 @@ class Problem:
     value_income: np.ndarray  # (L, H) collateral value per USD/GPU-h of spot price
     value_cost: np.ndarray  # (L, H)
     scrap: np.ndarray  # (L,)
+    rvg: Optional[np.ndarray]  # (L,) residual value guarantee, USD per alive GPU; None when no loan has one
     haircut: np.ndarray  # (S, H)
     sale_cost: float
     appraisal: Optional[appraisal.AppraisalParams] = None  # valuation method appraisal; None = spot (value_income/cost)
@@ -172,6 +173,7 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         value_income=income,
         value_cost=cost,
         scrap=scrap,
+        rvg=tape.rvg_per_gpu.astype(float) if (tape.rvg_per_gpu > 0).any() else None,
         haircut=haircut,
         sale_cost=cfg.model.recovery.sale_cost,
         appraisal=(appraisal.build(cfg, tape, params.chips, horizon)
@@ -342,7 +344,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 sold = _appraise(xp, prob, mstate, t, cells // P, cells % P)[which.reshape(-1), l_].astype(dtype)
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
-                rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag)
+                rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
+                floor=None if prob.rvg is None else dev(prob.rvg)[l_])
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
     res = _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,

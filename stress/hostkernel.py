@@ -168,6 +168,7 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
         (m.price_a, (S, C, H)), (m.price_b, (S, C, H)),
         (prob.principal, (L,)), (prob.dscr_min, (L,)), (prob.ltv_max, (L,)), (load, (L,)),
         (np.sqrt(1.0 - load**2), (L,)), (prob.scrap, (L,)), (prob.cure_capacity, (L,)),
+        (np.zeros(L) if prob.rvg is None else prob.rvg, (L,)),
         (prob.reserve_target, (K, L)), (prob.regular_balance, (K, L, T)),
         (prob.monthly_rate, (S, L, T)), (prob.exogenous_threshold, (S, L, T)),
         (prob.gpus_alive, (L, H)), (prob.contract_revenue, (L, H)), (prob.merchant_hours, (L, H)),

@@ -51,8 +51,12 @@ def collateral_value(xp, price, income, cost, scrap):
     return xp.maximum(price * income - cost, scrap)
 
 
-def liquidation_proceeds(xp, gpus_alive, value, haircut, sale_cost, reserve, exposure, annual_rate, lag_months: int):
+def liquidation_proceeds(xp, gpus_alive, value, haircut, sale_cost, reserve, exposure, annual_rate, lag_months: int,
+                         floor=None):
     """Recovery (USD, at the default date): alive GPUs sold at value (1 - haircut)(1 - sale_cost),
-    plus the reserve balance, capped at the exposure, discounted over the lag at the loan rate."""
-    gross = gpus_alive * value * (1.0 - haircut) * (1.0 - sale_cost) + reserve
-    return xp.minimum(gross, exposure) * (1.0 + annual_rate / 12.0) ** (-lag_months)
+    at least ``floor`` USD per alive GPU (a residual value guarantee; None = none), plus the reserve
+    balance, capped at the exposure, discounted over the lag at the loan rate."""
+    sale = gpus_alive * value * (1.0 - haircut) * (1.0 - sale_cost)
+    if floor is not None:  # max(alive x net, alive x floor) = alive x max(net, floor): the same bits unfloored
+        sale = xp.maximum(sale, gpus_alive * floor)
+    return xp.minimum(sale + reserve, exposure) * (1.0 + annual_rate / 12.0) ** (-lag_months)

@@ -246,14 +246,18 @@ def _random_tape(r: np.random.Generator, path: Path, chips, cures: np.random.Gen
     return path
 
 
+def _append_column(tape_file: Path, name: str, cells: list) -> None:
+    lines = tape_file.read_text().splitlines()
+    tape_file.write_text("\n".join([f"{lines[0]},{name}"] + [f"{x},{c}" for x, c in zip(lines[1:], cells)]) + "\n")
+
+
 def _random_facilities(r: np.random.Generator, tape_file: Path) -> dict:
     """A ``facility`` column (F0, F1 or blank = the loan itself) appended to the tape, and random
     tranches for F0, F1 and the first loan."""
-    lines = tape_file.read_text().splitlines()
-    cells = [str(r.choice(["F0", "F1", ""])) for _ in lines[1:]]
+    cells = [str(r.choice(["F0", "F1", ""])) for _ in tape_file.read_text().splitlines()[1:]]
     cells[0] = cells[1] = ""  # the first loan is its own facility, the second in none with tranches
     cells[2] = "F0"
-    tape_file.write_text("\n".join([lines[0] + ",facility"] + [f"{x},{c}" for x, c in zip(lines[1:], cells)]) + "\n")
+    _append_column(tape_file, "facility", cells)
     facilities = {}
     for name in ["F0", "L0"] + (["F1"] if "F1" in cells else []):
         points = np.unique(np.round(np.concatenate([[0.0, 1.0], r.uniform(0, 1, int(r.integers(0, 3)))]), 3))
@@ -300,6 +304,10 @@ def _random_case(case: int, tmp_path: Path):
     with_cures = case % 5 in (1, 3, 4)  # model v2 covenant mechanics, on their own random numbers
     cures = np.random.default_rng(2000 + case) if with_cures else None
     tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips), cures)
+    if case % 3 != 2:  # residual value guarantees on some loans, on their own random numbers
+        rvg = np.random.default_rng(6000 + case)
+        _append_column(tape_file, "rvg_per_gpu", [round(float(rvg.choice([0.0, rvg.uniform(0, 2e4)])), 2)
+                                                  for _ in tape_file.read_text().splitlines()[1:]])
     if case % 2 == 0:  # facilities with tranches, on their own random numbers
         cfg.portfolio.facilities = _random_facilities(np.random.default_rng(4000 + case), tape_file)
     cfg.scenario = {f"s{i}": ScenarioConfig(description="random", shocks=[_random_shock(r, cfg)
@@ -341,7 +349,8 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them; cases 1, 3, 4, 6,
     8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
     with the appraisal valuation; even cases with facilities (per-path facility losses); cases not
-    divisible by 3 with wrong-way risk (model.exogenous.demand_corr)."""
+    divisible by 3 with wrong-way risk (model.exogenous.demand_corr); cases not 2 mod 3 with residual
+    value guarantees (rvg_per_gpu)."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)

@@ -106,7 +106,7 @@ def test_portfolio_is_frozen_and_read_only():
 def test_portfolio_fields_are_the_design_columns():
     names = [f.name for f in dataclasses.fields(Portfolio)]
     assert names == ["source", *COLUMNS, *OPTIONAL, "line"]
-    assert len(COLUMNS) == 22 and list(OPTIONAL) == ["cure_capacity", "facility"]
+    assert len(COLUMNS) == 22 and list(OPTIONAL) == ["cure_capacity", "facility", "rvg_per_gpu"]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".pq"])
@@ -160,7 +160,7 @@ def test_misspelt_column_is_unknown_and_missing(tmp_path):
     assert tape_problems(tmp_path, rows) == [
         "line 1 (header): missing columns 'rate'",
         "line 1 (header): unknown columns 'rat' (column 7); the expected columns are "
-        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility)",
+        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility, rvg_per_gpu)",
     ]
 
 
@@ -359,7 +359,7 @@ def test_header_and_cell_problems_are_reported_together(tmp_path):
     assert tape_problems(tmp_path, rows) == [
         "line 1 (header): missing columns 'pue'",
         "line 1 (header): unknown columns 'PUE' (column 16); the expected columns are "
-        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility)",
+        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility, rvg_per_gpu)",
         "line 7 (loan_id 'NEO-01'), column 'rate': must be a number, got 'x'",
     ]
 
