@@ -33,13 +33,13 @@
 //   facilities with tranches Fa (0 = none).
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
-//   scalars[11]         phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost,
-//                       demand_corr r, sqrt(1 - r^2), phi^12, sqrt(1 - phi^24)
+//   scalars[12]         phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost,
+//                       demand_corr r, sqrt(1 - r^2), phi^12, sqrt(1 - phi^24), price_impact (0 = no fire sale)
 //   demand_decay[H]     phi^t for t = 1..H
 //   log_price0[C]       log USD/GPU-h          trend_monthly[C]   log decline per month
 //   kappa[C]            demand loading         sigma[C]           chip noise scale
 //   psi[C]              chip noise persistence noise_scale[C]     sqrt(1 - psi^2)
-//   util_intercept[C]   logit intercept
+//   util_intercept[C]   logit intercept        inverse_depth[C]   1 / market depth, per GPU (0 = infinite)
 //   launch_ramp[N], launch_jitter[N]           months
 //   launch_month[S,N]   scheduled month        launch_log_step[S,N]  log(1 - step)
 //   demand_a[S,H], demand_b[S,H], util_a[S,H], util_b[S,H]   scenario shock maps a x + b
@@ -123,6 +123,7 @@ enum ScalarIndex : int {  // reals[0..N_SCALARS)
   SC_DEMAND_CORR_C,
   SC_PHI_YEAR,
   SC_YEAR_SD,
+  SC_PRICE_IMPACT,
   N_SCALARS
 };
 
@@ -150,7 +151,7 @@ struct Dims {
 struct Tables {
   const double* scalars;
   const double* demand_decay;
-  const double *log_price0, *trend_monthly, *kappa, *sigma, *psi, *noise_scale, *util_intercept;
+  const double *log_price0, *trend_monthly, *kappa, *sigma, *psi, *noise_scale, *util_intercept, *inverse_depth;
   const double *launch_ramp, *launch_jitter, *launch_month, *launch_log_step;
   const double *demand_a, *demand_b, *util_a, *util_b, *haircut;
   const double *price_a, *price_b;
@@ -179,7 +180,7 @@ struct Tables {
     scalars = real(N_SCALARS);
     demand_decay = real(H);
     log_price0 = real(C), trend_monthly = real(C), kappa = real(C), sigma = real(C), psi = real(C);
-    noise_scale = real(C), util_intercept = real(C);
+    noise_scale = real(C), util_intercept = real(C), inverse_depth = real(C);
     launch_ramp = real(N), launch_jitter = real(N), launch_month = real(S * N), launch_log_step = real(S * N);
     demand_a = real(S * H), demand_b = real(S * H), util_a = real(S * H), util_b = real(S * H);
     haircut = real(S * H);
@@ -261,6 +262,7 @@ struct Scratch {
   Column<T> paid_balance, paid_reserve;           // [K L] cross-default only: the month's b1, r1
   Column<int> own_cause;                          // [K L] cross-default only
   Column<int> borrower_cause;                     // [B] cross-default only: borrower's highest-priority cause
+  Column<double> sold;                            // [C] fire sale: GPUs of each family sold this month (one tenor)
   Column<double> ap_sum;                          // [C (W+1)] appraisal only: cumulative expected rents S(n)
   Column<T> appraised;                            // [L] appraisal only: collateral of the latest appraisal, USD
   long long bytes_per_thread;
@@ -280,6 +282,7 @@ struct Scratch {
     fan_dscr_weight = a.take<T>(d.K);
     paid_balance = a.take<T>(pending), paid_reserve = a.take<T>(pending), own_cause = a.take<int>(pending);
     borrower_cause = a.take<int>(d.cross_default ? d.B : 0);
+    sold = a.take<double>(d.C);
     const bool ap = d.appraisal_months > 0;
     ap_sum = a.take<double>(ap ? (long long)d.C * (d.window + 1) : 0), appraised = a.take<T>(ap ? d.L : 0);
     bytes_per_thread = a.bytes;
@@ -584,18 +587,26 @@ struct PathSim {
     const T haircut = T(tb.haircut[(long long)s * d.H + i]);
     const T keep_after_sale = T(1.0 - tb.scalars[SC_SALE_COST]);
     if (d.appraisal_months > 0) appraise_chips(t);  // recovery: a fresh appraisal of the sale month
-    for (int l = 0; l < d.L; ++l) {
-      const long long li = (long long)l * d.H + i;
-      for (int k = 0; k < d.K; ++k) {
+    const double impact = tb.scalars[SC_PRICE_IMPACT];
+    for (int k = 0; k < d.K; ++k) {
+      if (impact != 0.0) {  // recovery.fire_sale_keep: the GPUs of each family this tenor's sales bring to market
+        for (int c = 0; c < d.C; ++c) sc.sold[c] = 0.0;
+        for (int l = 0; l < d.L; ++l)
+          if (sc.default_month[(long long)k * d.L + l] == defaulted) sc.sold[tb.chip[l]] += tb.gpus_alive[(long long)l * d.H + i];
+      }
+      for (int l = 0; l < d.L; ++l) {
+        const long long li = (long long)l * d.H + i;
         const long long j = (long long)k * d.L + l;
         if (sc.default_month[j] != defaulted) continue;
+        const int c = tb.chip[l];
+        const T keep = impact != 0.0 ? T(1.0 - impact * model::np_minimum(1.0, sc.sold[c] * tb.inverse_depth[c])) : T(1);
         const T value = d.appraisal_months > 0 ? T(loan_appraisal(l, t))
                                                : model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
                                                                             T(tb.value_cost[li]), T(tb.scrap[l]));
         // waterfall.step records the annual rate at default as 12.0 * monthly_rate, in T.
         const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.L + l) * d.T + defaulted - 1]);
         const T exposure = sc.exposure[j];
-        const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale,
+        const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale, keep,
                                                           T(tb.rvg[l]), sc.reserve_at_default[j], exposure,
                                                           annual_rate, d.lag);
         const T loss = exposure - proceeds;

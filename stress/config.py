@@ -143,6 +143,8 @@ class RecoveryConfig:
     haircut: float = 0.2  # distressed-sale discount on the collateral value, 0..1
     sale_cost: float = 0.05  # selling costs as a share of proceeds, 0..1
     lag_months: int = 6  # months from default to sale
+    market_depth: Dict[str, float] = field(default_factory=dict)  # GPUs of a chip family the secondary market absorbs per month at the appraised value; a family not listed = infinite (.inf)
+    price_impact: float = 0.0  # fire sale: proceeds x (1 - price_impact x min(1, sold / depth)), sold = the GPUs of that family the book sells that month on that path, 0..1 (0 = none)
 
 
 @dataclass
@@ -464,6 +466,11 @@ def validate(cfg: StressConfig) -> None:
         _check(e, 0 <= v <= 1, f"model.recovery.{key}", f"must be in [0, 1], got {v}")
     _check(e, 0 <= rec.lag_months <= MAX_MONTHS, "model.recovery.lag_months",
            f"must be in 0..{MAX_MONTHS} months, got {rec.lag_months}")
+    _check(e, 0 <= rec.price_impact <= 1, "model.recovery.price_impact", f"must be in [0, 1], got {rec.price_impact}")
+    for c, depth in rec.market_depth.items():
+        _check(e, c in cfg.market.chips, f"model.recovery.market_depth.{c}",
+               f"is not a chip family of the market ({', '.join(cfg.market.chips)})")
+        _check(e, depth > 0, f"model.recovery.market_depth.{c}", f"must be > 0 GPUs a month (.inf = no impact), got {depth}")
 
     e += _facility_problems(cfg.portfolio.facilities)
 

@@ -73,6 +73,8 @@ class Problem:
     value_cost: np.ndarray  # (L, H)
     scrap: np.ndarray  # (L,)
     rvg: Optional[np.ndarray]  # (L,) residual value guarantee, USD per alive GPU; None when no loan has one
+    inverse_depth: Optional[np.ndarray]  # (C,) fire sale: 1 / market_depth of each family (0 = infinite); None = no impact
+    price_impact: float
     haircut: np.ndarray  # (S, H)
     sale_cost: float
     appraisal: Optional[appraisal.AppraisalParams] = None  # valuation method appraisal; None = spot (value_income/cost)
@@ -131,6 +133,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     haircut = np.clip(np.stack([shocked_path(sc.shocks, "haircut", cfg.model.recovery.haircut, t_all) for sc in scen]), 0.0, 1.0)
 
     facilities, facility_of_loan, tranches = tranche.facilities(cfg.portfolio.facilities, tape)
+    depth = cfg.model.recovery.market_depth
+    inverse_depth = np.array([1.0 / depth[c] if c in depth else 0.0 for c in params.chips])
     borrower = None
     if cfg.model.cross_default:
         names, index = np.unique(tape.borrower, return_inverse=True)
@@ -174,6 +178,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         value_cost=cost,
         scrap=scrap,
         rvg=tape.rvg_per_gpu.astype(float) if (tape.rvg_per_gpu > 0).any() else None,
+        inverse_depth=inverse_depth if cfg.model.recovery.price_impact > 0 and inverse_depth.any() else None,
+        price_impact=cfg.model.recovery.price_impact,
         haircut=haircut,
         sale_cost=cfg.model.recovery.sale_cost,
         appraisal=(appraisal.build(cfg, tape, params.chips, horizon)
@@ -345,7 +351,11 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
-                floor=None if prob.rvg is None else dev(prob.rvg)[l_])
+                floor=None if prob.rvg is None else dev(prob.rvg)[l_],
+                keep=None if prob.inverse_depth is None else recovery.fire_sale_keep(
+                    xp, (s_.astype(xp.int64) * K + k_) * P + p_, xp.asarray(chip)[l_],
+                    dev(prob.gpus_alive[:, i], np.float64)[l_], dev(prob.inverse_depth, np.float64),
+                    prob.price_impact).astype(dtype))
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
     res = _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,

@@ -158,11 +158,13 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     phi, psi, load = m.phi, np.asarray(m.psi), np.asarray(prob.copula_load, dtype=np.float64)
     r = prob.demand_corr
     scalars = [phi, np.sqrt(1.0 - phi**2), m.u_max, m.util_beta, m.util_sigma, prob.rules.refi_ltv_max,
-               prob.sale_cost, r, np.sqrt(1.0 - r * r), phi**FIRST_YEAR, np.sqrt(1.0 - phi**(2 * FIRST_YEAR))]
+               prob.sale_cost, r, np.sqrt(1.0 - r * r), phi**FIRST_YEAR, np.sqrt(1.0 - phi**(2 * FIRST_YEAR)),
+               prob.price_impact if prob.inverse_depth is not None else 0.0]
     reals = [
         (scalars, (len(scalars),)), ([phi**t for t in range(1, H + 1)], (H,)),
         (m.log_price0, (C,)), (m.trend_monthly, (C,)), (m.kappa, (C,)), (m.sigma, (C,)), (psi, (C,)),
         (np.sqrt(1.0 - psi**2), (C,)), (m.util_intercept, (C,)),
+        (np.zeros(C) if prob.inverse_depth is None else prob.inverse_depth, (C,)),
         (m.launch_ramp, (N,)), (m.launch_jitter, (N,)), (m.launch_month, (S, N)), (m.launch_log_step, (S, N)),
         (m.demand_a, (S, H)), (m.demand_b, (S, H)), (m.util_a, (S, H)), (m.util_b, (S, H)), (prob.haircut, (S, H)),
         (m.price_a, (S, C, H)), (m.price_b, (S, C, H)),

@@ -12,7 +12,7 @@ from stress import run
 from support import REPO, config
 
 DATA = REPO / "tests" / "data"
-OFF = ["model.exogenous.demand_corr=0.0"]  # the new keys at their off values, spelled out
+OFF = ["model.exogenous.demand_corr=0.0", "model.recovery.price_impact=0.0"]  # the new keys at their off values, spelled out
 
 
 @pytest.mark.parametrize("explicit", [False, True])

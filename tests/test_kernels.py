@@ -331,6 +331,10 @@ def _random_case(case: int, tmp_path: Path):
         cfg.market.valuation.appraisal_months = int(np.random.default_rng(3000 + case).choice([1, 3, 6, 12]))
     if case % 3 != 0:  # wrong-way risk, on its own random numbers
         cfg.model.exogenous.demand_corr = float(np.random.default_rng(5000 + case).choice([-1.0, 1.0, 0.7, -0.3]))
+    if case % 2 == 1 or case == 4:  # fire sales, on their own random numbers
+        fire = np.random.default_rng(7000 + case)
+        cfg.model.recovery.price_impact = float(fire.uniform(0.1, 0.8))
+        cfg.model.recovery.market_depth = {c: float(fire.choice([math.inf, fire.uniform(5e3, 1.5e5)])) for c in cfg.market.chips}
     if with_cures:
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
@@ -350,7 +354,7 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
     with the appraisal valuation; even cases with facilities (per-path facility losses); cases not
     divisible by 3 with wrong-way risk (model.exogenous.demand_corr); cases not 2 mod 3 with residual
-    value guarantees (rvg_per_gpu)."""
+    value guarantees (rvg_per_gpu); odd cases and case 4 with fire sales (market_depth, price_impact)."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)

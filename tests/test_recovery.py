@@ -48,3 +48,27 @@ def test_rvg_column_is_optional_and_validated(tape):
     assert (load_portfolio(tape([{}]), chips).rvg_per_gpu == 0).all()
     with pytest.raises(TapeError, match=r"line 3 \(loan_id 'L-2'\), column 'rvg_per_gpu'"):
         load_portfolio(tape([dict(rvg_per_gpu=100), dict(rvg_per_gpu=-1)]), chips)
+
+
+def test_fire_sale_discounts_the_gpus_sold_together(tape):
+    """Two H100 loans missing their first payment sell in the same month: with depth 1,500 GPUs and
+    impact 0.3 each alone keeps 1 - 0.3 x alive / 1500 of its proceeds, both together 1 - 0.3 (the
+    book sells more than the market absorbs); an A100 loan sold beside them is not touched, and an
+    infinite depth changes nothing."""
+    fire = ["model.recovery.price_impact=0.3", "+model.recovery.market_depth.H100=1500"]
+    h100, a100 = dict(BROKE), dict(BROKE, chip="A100")
+    cfg, alone = _run(tape, [h100], fire)
+    _, together = _run(tape, [h100, h100, a100], fire)
+    _, plain = _run(tape, [h100, h100, a100])
+    rec, lag = cfg.model.recovery, cfg.model.recovery.lag_months
+    net_scrap = cfg.market.chips.H100.scrap_value * (1 - rec.haircut) * (1 - rec.sale_cost)
+    alive = 1000 * (1 - cfg.market.chips.H100.failure_rate) ** ((1 + lag) / 12)
+    np.testing.assert_allclose(alone.el.item(), _expected_loss(cfg, 1000, net_scrap * (1 - 0.3 * alive / 1500)), rtol=1e-12)
+    for i in (0, 1):
+        np.testing.assert_allclose(together.el.isel(loan=i).item(), _expected_loss(cfg, 1000, net_scrap * 0.7), rtol=1e-12)
+    recovered = lambda ds, i: 20e6 - ds.el.isel(loan=i).item()  # noqa: E731 (discounted, per 1000 GPUs)
+    assert recovered(together, 0) / recovered(plain, 0) == pytest.approx(0.7, rel=1e-12)
+    assert recovered(alone, 0) / recovered(plain, 0) == pytest.approx(1 - 0.3 * alive / 1500, rel=1e-12)
+    assert together.el.isel(loan=2).item() == plain.el.isel(loan=2).item()
+    _, deep = _run(tape, [h100, h100, a100], ["model.recovery.price_impact=0.3", "+model.recovery.market_depth.H100=inf"])
+    assert np.array_equal(deep.loss.values, plain.loss.values) and np.array_equal(deep.el.values, plain.el.values)
