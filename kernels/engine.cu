@@ -74,6 +74,8 @@
 //   default_month[S,K,P,L] i16, default_cause[S,K,P,L] i8   per path detail (null unless asked)
 //   loan_equity[S,K,L], loan_equity_sq[S,K,L] f64  sums over paths of the equity cures of a cell and of
 //                                  their squares, USD (null without cures)               (atomicAdd)
+//   loan_equity_lost[S,K,L], loan_equity_lost_sq[S,K,L] f64  the same for the equity of cells that later
+//                                  default (lost by the sponsor); null without cures       (atomicAdd)
 //   facility_loss[S,K,P,Fa] f64    lenders' loss on each facility's loans per path, USD (null when Fa = 0)
 // scratch: bytes_per_thread (from simulate_layout) x gridDim.x x blockDim.x, uninitialised.
 // ------------------------------------------------------------------------------------------------
@@ -214,6 +216,8 @@ struct Outputs {
   signed char* default_cause;
   double* loan_equity;
   double* loan_equity_sq;
+  double* loan_equity_lost;
+  double* loan_equity_lost_sq;
   double* facility_loss;
 };
 
@@ -633,6 +637,9 @@ struct PathSim {
           const double x = sc.equity[(long long)k * d.L + l];
           atomicAdd(&out.loan_equity[skl(k, l)], x);
           atomicAdd(&out.loan_equity_sq[skl(k, l)], x * x);
+          const double lost = sc.default_month[(long long)k * d.L + l] > 0 ? x : 0.0;  // injected before a default
+          atomicAdd(&out.loan_equity_lost[skl(k, l)], lost);
+          atomicAdd(&out.loan_equity_lost_sq[skl(k, l)], lost * lost);
         }
   }
 };
@@ -670,10 +677,12 @@ extern "C" __global__ void simulate_layout(const long long* config, long long* s
                                   double* defaulted_exposure, unsigned long long* cause_count, double* price_fan,  \
                                   double* ltv_fan, double* dscr_fan, short* default_month,                         \
                                   signed char* default_cause, double* loan_equity, double* loan_equity_sq,         \
-                                  double* facility_loss, char* scratch) {                                          \
+                                  double* loan_equity_lost, double* loan_equity_lost_sq, double* facility_loss,   \
+                                  char* scratch) {                                                                 \
     const engine::Outputs out{loss,        loan_loss, loan_defaults, loan_lgd,      defaulted_exposure,            \
                               cause_count, price_fan, ltv_fan,       dscr_fan,      default_month,                 \
-                              default_cause, loan_equity, loan_equity_sq, facility_loss};                          \
+                              default_cause, loan_equity, loan_equity_sq, loan_equity_lost, loan_equity_lost_sq,  \
+                              facility_loss};                                                                      \
     engine::simulate_paths<T>(config, reals, ints, out, scratch);                                                  \
   }
 

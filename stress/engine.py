@@ -212,6 +212,8 @@ class ChunkResult:
     weight: Optional[np.ndarray] = None  # (K, P) importance-sampling likelihood ratios; None without IS
     loan_equity: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the equity injected by cures, USD
     loan_equity_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
+    loan_equity_lost: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the cure equity of loans that later default, USD
+    loan_equity_lost_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
     facility_loss: Optional[np.ndarray] = None  # (S, K, P, Fa) lenders' loss on each facility's loans, USD; None without facilities
 
 
@@ -366,6 +368,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     if cures:
         cell = equity if not prob.importance_sampling else equity * xp.exp(log_lr)[None, :, :, None]
         res.loan_equity, res.loan_equity_sq = to_host(cell.sum(2)), to_host((cell * cell).sum(2))
+        lost = xp.where(rec.month > 0, cell, 0.0)  # injected before a default: the sponsor loses it
+        res.loan_equity_lost, res.loan_equity_lost_sq = to_host(lost.sum(2)), to_host((lost * lost).sum(2))
     return res
 
 

@@ -265,6 +265,8 @@ def kernel_outputs(xp, prob: Problem, paths: int, fan_paths: int, keep_paths: bo
         default_cause=xp.zeros((S, K, P, L), dtype=xp.int8) if keep_paths else None,
         loan_equity=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
         loan_equity_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        loan_equity_lost=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        loan_equity_lost_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
         facility_loss=xp.zeros((S, K, P, len(prob.facilities))) if prob.facilities else None,
     )
 

@@ -84,6 +84,8 @@ def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
         weight=cat("weight", 1) if chunks[0].weight is not None else None,
         loan_equity=add("loan_equity") if chunks[0].loan_equity is not None else None,
         loan_equity_sq=add("loan_equity_sq") if chunks[0].loan_equity is not None else None,
+        loan_equity_lost=add("loan_equity_lost") if chunks[0].loan_equity is not None else None,
+        loan_equity_lost_sq=add("loan_equity_lost_sq") if chunks[0].loan_equity is not None else None,
         facility_loss=cat("facility_loss", 2) if chunks[0].facility_loss is not None else None,
     )
 
@@ -145,19 +147,30 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
             "units": "1", "long_name": "importance-sampling likelihood ratio of the path (mc.importance_sampling)",
             "copula_shift": prob.is_shift_copula, "demand_innovation_shift": prob.market.demand_shift,
             "note": "loss and loss_rate are the sampled (shifted) paths: weight them, e.g. (loss * weight).mean('path')"})
-    if res.loan_equity is not None:  # SE of a mean over paths: sqrt((E[x^2] - E[x]^2) / (n - 1))
-        mean = res.loan_equity / n_paths
-        spread = np.maximum(res.loan_equity_sq / n_paths - mean**2, 0.0)
-        data["equity_cure"] = (sk + ("loan",), mean, {**usd, "long_name": "mean equity injected by cures of LTV breaches "
-                                                                          "(undiscounted, never lender loss)"})
-        data["equity_cure_se"] = (sk + ("loan",), np.sqrt(spread / max(n_paths - 1, 1)),
-                                  {**usd, "long_name": "Monte Carlo standard error of equity_cure"})
+    equity = {"equity_cure": (res.loan_equity, res.loan_equity_sq, "mean equity injected by cures of LTV breaches "
+                                                                   "(undiscounted, never lender loss)"),
+              "equity_lost": (res.loan_equity_lost, res.loan_equity_lost_sq, "mean equity injected by cures into a "
+                                                                            "loan that later defaults (lost by the sponsor)")}
+    for name, (total, total_sq, meaning) in equity.items():
+        if total is None:
+            continue
+        mean = total / n_paths  # SE of a mean over paths: sqrt((E[x^2] - E[x]^2) / (n - 1))
+        spread = np.maximum(total_sq / n_paths - mean**2, 0.0)
+        data[name] = (sk + ("loan",), mean, {**usd, "long_name": meaning})
+        data[f"{name}_se"] = (sk + ("loan",), np.sqrt(spread / max(n_paths - 1, 1)),
+                              {**usd, "long_name": f"Monte Carlo standard error of {name}"})
     coords = {}
     if prob.facilities:
         if res.facility_loss is None:
             raise RuntimeError("the tape has facilities with tranches but the engine returned no facility losses")
         tranche_data, coords = tranche.dataset_variables(prob, res.facility_loss, quantiles, w)
         data.update(tranche_data)
+        if "equity_cure" in data:  # the sponsor's equity below each facility's debt
+            for name in ("equity_cure", "equity_lost"):
+                per_loan = data[name][1]
+                data[f"facility_{name}"] = (sk + ("facility",), np.stack(
+                    [per_loan[..., prob.facility_of_loan == f].sum(-1) for f in range(len(prob.facilities))], axis=-1),
+                    {**usd, "long_name": f"{name} summed over the facility's loans (the sponsor's equity, not a tranche)"})
     if res.default_month is not None:
         data["default_month"] = (sk + ("path", "loan"), res.default_month,
                                  {"units": "month", "long_name": "month of default (1-based), 0 = none"})

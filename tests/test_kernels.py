@@ -155,7 +155,7 @@ def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
         np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
-    for name in ("loan_equity", "loan_equity_sq", "facility_loss"):  # present with equity cures / facilities only
+    for name in ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq", "facility_loss"):  # present with equity cures / facilities only
         a, b = getattr(ref, name), getattr(got, name)
         assert (a is None) == (b is None), name
         if a is not None:

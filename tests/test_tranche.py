@@ -28,19 +28,20 @@ RUN = ["scenario=[baseline,rental_price_collapse,severely_adverse]", "tenors=[36
        "mc.fan_paths=0", "quiet=true"]
 
 
-def _tape(tmp_path):
+def _tape(tmp_path, cure_capacity=None):
     lines = EXAMPLE_TAPE.read_text().splitlines()
-    rows = [lines[0] + ",facility"]
+    cure = ("", "") if cure_capacity is None else (",cure_capacity", f",{cure_capacity}")
+    rows = [lines[0] + ",facility" + cure[0]]
     for line in lines[1:]:
         loan = line.split(",")[0]
-        rows.append(f"{line},{FACILITY.get(loan.split('-')[0] if loan.startswith('SPV') else loan, '')}")
+        rows.append(f"{line},{FACILITY.get(loan.split('-')[0] if loan.startswith('SPV') else loan, '')}{cure[1]}")
     path = tmp_path / "tape.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
 
 
-def _config(tmp_path, facilities=FACILITIES, extra=()):
-    cfg = config([*RUN, f"portfolio.path={_tape(tmp_path)}", *extra])
+def _config(tmp_path, facilities=FACILITIES, extra=(), cure_capacity=None):
+    cfg = config([*RUN, f"portfolio.path={_tape(tmp_path, cure_capacity)}", *extra])
     cfg.portfolio.facilities = OmegaConf.create(facilities)
     return cfg
 
@@ -111,6 +112,19 @@ def test_tranche_measures_and_rating(results):
     assert ds.tranche_pd.sel(scenario="severely_adverse", tenor=84, tranche="SPV/mezzanine") == (loss > 0).mean()
     assert set(ds.tranche_rating.values.ravel()) <= set(tranche.IDEALISED) | {tranche.BELOW_TABLE}
     assert (ds.rating_horizon.sel(tenor=84) == 84).all()
+
+
+def test_sponsor_equity_is_reported_beside_the_tranches(tmp_path):
+    """With cures, each facility reports the equity its loans' sponsors injected and lost (the sums of
+    equity_cure and equity_lost over its loans); lost equity is part of the injected equity."""
+    ds = run(_config(tmp_path, extra=["model.covenant.max_cures=2", "market.valuation.method=spot"], cure_capacity=0.3))
+    for f in ds.facility.values:
+        loans = ds.loan.values[[FACILITY.get(x[:3] if x.startswith("SPV") else x, x) == f for x in ds.loan.values]]
+        for name in ("equity_cure", "equity_lost"):
+            np.testing.assert_allclose(ds[f"facility_{name}"].sel(facility=f), ds[name].sel(loan=loans).sum("loan"),
+                                       rtol=1e-12)
+    assert (ds.equity_lost <= ds.equity_cure * (1 + 1e-12)).all()
+    assert (ds.facility_equity_cure > 0).any() and (ds.facility_equity_lost > 0).any()
 
 
 def test_implied_rating_follows_the_idealised_table():
