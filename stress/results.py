@@ -327,7 +327,8 @@ def write_atomic(ds: xr.Dataset, path: Path, fmt: str, overwrite: bool) -> Path:
 
 def summary_tables(ds: xr.Dataset, top_loans: int = 10):
     """Rich tables: EL, VaR and ES (99% or the nearest level) with standard errors by scenario
-    and tenor; then the loans with the highest EL in the first scenario, at every tenor."""
+    and tenor; then the loans with the highest EL in the first scenario, at every tenor; and, when the
+    tape has facilities, each tranche's EL, PD and implied rating at the longest tenor."""
     from rich.table import Table
 
     q = float(ds["quantile"].sel(quantile=0.99, method="nearest"))
@@ -354,4 +355,19 @@ def summary_tables(ds: xr.Dataset, top_loans: int = 10):
         cells = [f"{el.isel(loan=i, tenor=j).item() / 1e6:,.1f} ({ds.pd.sel(scenario=first).isel(loan=i, tenor=j).item():.0%})"
                  for j in range(ds.sizes["tenor"])]
         loans.add_row(str(ds.loan.values[i]), *cells)
-    return risk, loans
+    if "tranche" not in ds.dims:
+        return risk, loans
+    k = ds.tenor.values[-1]
+    tranches = Table(title=f"Tranches at tenor {k if k != TAPE_TENOR else 'tape'}: EL USD m (± SE), EL / tranche "
+                           "principal, PD, implied rating (Moody's idealised default rates)")
+    for col in ("tranche", "A-D", "scenario", "EL", "±", "EL/size", "PD", "rating"):
+        tranches.add_column(col, justify="left" if col in ("tranche", "scenario", "rating") else "right", no_wrap=True)
+    for t in ds.tranche.values:
+        cell = ds.sel(tranche=t, tenor=k)
+        size = float((cell.detachment - cell.attachment) * ds.facility_principal.sel(facility=str(cell.tranche_facility.values)))
+        for s in ds.scenario.values:
+            c = cell.sel(scenario=s)
+            tranches.add_row(str(t), f"{float(cell.attachment):.0%}-{float(cell.detachment):.0%}", str(s),
+                             m(c.tranche_el), m(c.tranche_el_se), f"{c.tranche_el.item() / size:.2%}",
+                             f"{c.tranche_pd.item():.1%}", str(c.tranche_rating.values))
+    return risk, loans, tranches
