@@ -25,6 +25,7 @@ from scipy.special import ndtri
 
 from . import appraisal, market, recovery, rng, schedule, tranche, waterfall
 from .config import StressConfig
+from .errors import ConfigError
 from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
 
@@ -132,6 +133,9 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     income, cost, scrap = recovery.valuation_factors(cfg, tape.chip, tape.age_months, t_all)
     haircut = np.clip(np.stack([shocked_path(sc.shocks, "haircut", cfg.model.recovery.haircut, t_all) for sc in scen]), 0.0, 1.0)
 
+    if cfg.mc.importance_sampling and cfg.model.exogenous.demand_corr and horizon < market.FIRST_YEAR:
+        raise ConfigError(f"model.exogenous.demand_corr with mc.importance_sampling needs a horizon (longest tenor + "
+                          f"model.recovery.lag_months) of at least {market.FIRST_YEAR} months, got {horizon}")
     facilities, facility_of_loan, tranches = tranche.facilities(cfg.portfolio.facilities, tape)
     depth = cfg.model.recovery.market_depth
     inverse_depth = np.array([1.0 / depth[c] if c in depth else 0.0 for c in params.chips])
@@ -266,6 +270,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         z = z + shift
         log_lr = xp.zeros((K, P))
         weight_month = prob.tenor.max(axis=1) + prob.lag  # (K,) last market month each tenor sees
+        if prob.demand_corr:  # W uses the shifted innovations of months 1..12: their ratios belong in the weight
+            weight_month = np.maximum(weight_month, market.FIRST_YEAR)
     if prob.demand_corr:  # wrong-way risk: Z = r W + sqrt(1 - r^2) Z0, still N(0, 1)
         r = prob.demand_corr
         z = r * market.first_year_factor(xp, prob.market, seed, paths, mstate.demand0)[:, None] + np.sqrt(1.0 - r * r) * z
