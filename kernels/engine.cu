@@ -29,15 +29,17 @@
 // config (int64[CFG_SIZE]): S, K, L, C, N, B, T, lag, P, first_path (global index of the chunk's
 //   first path, the Philox counter), F, seed low 32 bits, seed high 32 bits, channel bits
 //   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months, cash_trap
-//   (0/1), max_cures, appraisal_months (0 = spot valuation), appraisal window W (months).
+//   (0/1), max_cures, appraisal_months (0 = spot valuation), appraisal window W (months), number of
+//   facilities with tranches Fa (0 = none).
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
-//   scalars[7]          phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost
+//   scalars[12]         phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost,
+//                       demand_corr r, sqrt(1 - r^2), phi^12, sqrt(1 - phi^24), price_impact (0 = no fire sale)
 //   demand_decay[H]     phi^t for t = 1..H
 //   log_price0[C]       log USD/GPU-h          trend_monthly[C]   log decline per month
 //   kappa[C]            demand loading         sigma[C]           chip noise scale
 //   psi[C]              chip noise persistence noise_scale[C]     sqrt(1 - psi^2)
-//   util_intercept[C]   logit intercept
+//   util_intercept[C]   logit intercept        inverse_depth[C]   1 / market depth, per GPU (0 = infinite)
 //   launch_ramp[N], launch_jitter[N]           months
 //   launch_month[S,N]   scheduled month        launch_log_step[S,N]  log(1 - step)
 //   demand_a[S,H], demand_b[S,H], util_a[S,H], util_b[S,H]   scenario shock maps a x + b
@@ -46,6 +48,7 @@
 //   principal[L], dscr_min[L], ltv_max[L]      USD, 1, 1
 //   copula_load[L]      sqrt(rho)              copula_idio[L]     sqrt(1 - rho)
 //   scrap[L]            USD per GPU            cure_capacity[L]   USD the sponsor can inject
+//   rvg[L]              residual value guarantee, USD per alive GPU (0 = none)
 //   reserve_target[K,L] USD                    regular_balance[K,L,T]  USD after the regular payment
 //   monthly_rate[S,L,T] loan rate per month    exogenous_threshold[S,L,T]  Phi^-1(cumulative PD)
 //   gpus_alive[L,H], contract_revenue[L,H] (USD), merchant_hours[L,H] (GPU-h),
@@ -56,7 +59,8 @@
 //   ap_hours_u[C]       730 u_c                ap_opex[S,C,H+1]   reference opex of month t, USD/GPU-month
 //   ap_life[L], ap_contract_months[L]          months     ap_share[L], ap_rent[L] (730 p_i), ap_gpus[L]
 //   ap_phi_pow[W+1]     phi^h                  ap_psi_pow[C,W+1]  psi_c^h   (h = 0..W)
-// ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L].
+// ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L],
+//   facility_of_loan[L] (0..Fa-1, -1 = in no facility with tranches).
 // The simulate_layout kernel returns the lengths the kernel expects, for the caller to check.
 //
 // Outputs (accumulators zeroed and fans NaN-filled by the caller; optional ones may be null):
@@ -71,6 +75,9 @@
 //   default_month[S,K,P,L] i16, default_cause[S,K,P,L] i8   per path detail (null unless asked)
 //   loan_equity[S,K,L], loan_equity_sq[S,K,L] f64  sums over paths of the equity cures of a cell and of
 //                                  their squares, USD (null without cures)               (atomicAdd)
+//   loan_equity_lost[S,K,L], loan_equity_lost_sq[S,K,L] f64  the same for the equity of cells that later
+//                                  default (lost by the sponsor); null without cures       (atomicAdd)
+//   facility_loss[S,K,P,Fa] f64    lenders' loss on each facility's loans per path, USD (null when Fa = 0)
 // scratch: bytes_per_thread (from simulate_layout) x gridDim.x x blockDim.x, uninitialised.
 // ------------------------------------------------------------------------------------------------
 
@@ -103,6 +110,7 @@ enum ConfigIndex : int {
   CFG_MAX_CURES,
   CFG_APPRAISAL_MONTHS,
   CFG_APPRAISAL_WINDOW,
+  CFG_FACILITIES,
   CFG_SIZE
 };
 enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
@@ -114,11 +122,16 @@ enum ScalarIndex : int {  // reals[0..N_SCALARS)
   SC_UTIL_SIGMA,
   SC_REFI_LTV_MAX,
   SC_SALE_COST,
+  SC_DEMAND_CORR,
+  SC_DEMAND_CORR_C,
+  SC_PHI_YEAR,
+  SC_YEAR_SD,
+  SC_PRICE_IMPACT,
   N_SCALARS
 };
 
 struct Dims {
-  int S, K, L, C, N, B, T, H, lag;
+  int S, K, L, C, N, B, T, H, lag, Fa;
   long long P, first_path, F;
   unsigned long long seed;
   int channels, cure_months, max_cures, appraisal_months, window;
@@ -132,7 +145,7 @@ struct Dims {
         seed((unsigned long long)(cfg[CFG_SEED_HI]) << 32 | (unsigned long long)(cfg[CFG_SEED_LO])),
         channels(int(cfg[CFG_CHANNELS])), cure_months(int(cfg[CFG_CURE_MONTHS])),
         max_cures(int(cfg[CFG_MAX_CURES])), appraisal_months(int(cfg[CFG_APPRAISAL_MONTHS])),
-        window(int(cfg[CFG_APPRAISAL_WINDOW])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
+        window(int(cfg[CFG_APPRAISAL_WINDOW])), Fa(int(cfg[CFG_FACILITIES])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
         cash_trap(cfg[CFG_CASH_TRAP] != 0) {}
 };
 
@@ -141,18 +154,18 @@ struct Dims {
 struct Tables {
   const double* scalars;
   const double* demand_decay;
-  const double *log_price0, *trend_monthly, *kappa, *sigma, *psi, *noise_scale, *util_intercept;
+  const double *log_price0, *trend_monthly, *kappa, *sigma, *psi, *noise_scale, *util_intercept, *inverse_depth;
   const double *launch_ramp, *launch_jitter, *launch_month, *launch_log_step;
   const double *demand_a, *demand_b, *util_a, *util_b, *haircut;
   const double *price_a, *price_b;
-  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap, *cure_capacity;
+  const double *principal, *dscr_min, *ltv_max, *copula_load, *copula_idio, *scrap, *cure_capacity, *rvg;
   const double *reserve_target, *regular_balance;
   const double *monthly_rate, *exogenous_threshold;
   const double *gpus_alive, *contract_revenue, *merchant_hours, *value_income, *value_cost;
   const double *opex_base, *opex_slope;
   const double *ap_discount, *ap_annuity, *ap_hours_u, *ap_opex, *ap_life, *ap_contract_months, *ap_share, *ap_rent;
   const double *ap_gpus, *ap_phi_pow, *ap_psi_pow;
-  const int *chip, *refinanced, *borrower, *tenor;
+  const int *chip, *refinanced, *borrower, *tenor, *facility;
   long long n_reals = 0, n_ints = 0;
 
   __host__ __device__ Tables(const Dims& d, const double* reals, const int* ints) {
@@ -170,13 +183,13 @@ struct Tables {
     scalars = real(N_SCALARS);
     demand_decay = real(H);
     log_price0 = real(C), trend_monthly = real(C), kappa = real(C), sigma = real(C), psi = real(C);
-    noise_scale = real(C), util_intercept = real(C);
+    noise_scale = real(C), util_intercept = real(C), inverse_depth = real(C);
     launch_ramp = real(N), launch_jitter = real(N), launch_month = real(S * N), launch_log_step = real(S * N);
     demand_a = real(S * H), demand_b = real(S * H), util_a = real(S * H), util_b = real(S * H);
     haircut = real(S * H);
     price_a = real(S * C * H), price_b = real(S * C * H);
     principal = real(L), dscr_min = real(L), ltv_max = real(L), copula_load = real(L), copula_idio = real(L);
-    scrap = real(L), cure_capacity = real(L);
+    scrap = real(L), cure_capacity = real(L), rvg = real(L);
     reserve_target = real(K * L), regular_balance = real(K * L * T);
     monthly_rate = real(S * L * T), exogenous_threshold = real(S * L * T);
     gpus_alive = real(L * H), contract_revenue = real(L * H), merchant_hours = real(L * H);
@@ -186,7 +199,7 @@ struct Tables {
     ap_discount = real(C * W1), ap_annuity = real(C * W1), ap_hours_u = real(A * C), ap_opex = real(A * S * C * (H + 1));
     ap_life = real(A * L), ap_contract_months = real(A * L), ap_share = real(A * L), ap_rent = real(A * L);
     ap_gpus = real(A * L), ap_phi_pow = real(W1), ap_psi_pow = real(C * W1);
-    chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L);
+    chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L), facility = integer(L);
   }
 };
 
@@ -204,6 +217,9 @@ struct Outputs {
   signed char* default_cause;
   double* loan_equity;
   double* loan_equity_sq;
+  double* loan_equity_lost;
+  double* loan_equity_lost_sq;
+  double* facility_loss;
 };
 
 // A per-thread array in the scratch: element i of thread tid at base[i n_threads + tid], so that
@@ -251,6 +267,7 @@ struct Scratch {
   Column<T> paid_balance, paid_reserve;           // [K L] cross-default only: the month's b1, r1
   Column<int> own_cause;                          // [K L] cross-default only
   Column<int> borrower_cause;                     // [B] cross-default only: borrower's highest-priority cause
+  Column<double> sold;                            // [C] fire sale: GPUs of each family sold this month (one tenor)
   Column<double> ap_sum;                          // [C (W+1)] appraisal only: cumulative expected rents S(n)
   Column<T> appraised;                            // [L] appraisal only: collateral of the latest appraisal, USD
   long long bytes_per_thread;
@@ -270,6 +287,7 @@ struct Scratch {
     fan_dscr_weight = a.take<T>(d.K);
     paid_balance = a.take<T>(pending), paid_reserve = a.take<T>(pending), own_cause = a.take<int>(pending);
     borrower_cause = a.take<int>(d.cross_default ? d.B : 0);
+    sold = a.take<double>(d.C);
     const bool ap = d.appraisal_months > 0;
     ap_sum = a.take<double>(ap ? (long long)d.C * (d.window + 1) : 0), appraised = a.take<T>(ap ? d.L : 0);
     bytes_per_thread = a.bytes;
@@ -302,6 +320,16 @@ struct PathSim {
 
   __device__ long long skl(int k, int l) const { return ((long long)s * d.K + k) * d.L + l; }
 
+  // market.first_year_factor: W = (D_12 - phi^12 D_0) / sqrt(1 - phi^24), a pre-pass over the first
+  // 12 demand innovations from their Philox counters (advance_market regenerates them).
+  __device__ double first_year_factor() const {
+    double x = demand0;
+    for (int t = 1; t <= 12; ++t)
+      x = model::ar1_step(x, tb.scalars[SC_PHI], tb.scalars[SC_DEMAND_SCALE],
+                          philox::normal_at(key, path, t, philox::STREAM_DEMAND, 0));
+    return (x - tb.scalars[SC_PHI_YEAR] * demand0) / tb.scalars[SC_YEAR_SD];
+  }
+
   // market.start, the copula draw of engine.simulate, and waterfall.open_state.
   __device__ void start() {
     demand0 = demand = philox::normal_at(key, path, 0, philox::STREAM_DEMAND, 0);
@@ -310,7 +338,9 @@ struct PathSim {
       const double u = philox::uniform_at(key, path, 0, philox::STREAM_LAUNCH, n);
       sc.launch[n] = tb.launch_month[s * d.N + n] + tb.launch_jitter[n] * (2.0 * u - 1.0);
     }
-    const double z = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    double z = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    if (tb.scalars[SC_DEMAND_CORR] != 0.0)  // wrong-way risk: Z = r W + sqrt(1 - r^2) Z0
+      z = tb.scalars[SC_DEMAND_CORR] * first_year_factor() + tb.scalars[SC_DEMAND_CORR_C] * z;
     double eps[4];
     for (int l = 0; l < d.L; ++l) {
       if (l % 4 == 0) philox::normals4(key, path, 0, philox::STREAM_COPULA_IDIO, l / 4, eps);
@@ -562,21 +592,32 @@ struct PathSim {
     const T haircut = T(tb.haircut[(long long)s * d.H + i]);
     const T keep_after_sale = T(1.0 - tb.scalars[SC_SALE_COST]);
     if (d.appraisal_months > 0) appraise_chips(t);  // recovery: a fresh appraisal of the sale month
-    for (int l = 0; l < d.L; ++l) {
-      const long long li = (long long)l * d.H + i;
-      for (int k = 0; k < d.K; ++k) {
+    const double impact = tb.scalars[SC_PRICE_IMPACT];
+    for (int k = 0; k < d.K; ++k) {
+      if (impact != 0.0) {  // recovery.fire_sale_keep: the GPUs of each family this tenor's sales bring to market
+        for (int c = 0; c < d.C; ++c) sc.sold[c] = 0.0;
+        for (int l = 0; l < d.L; ++l)
+          if (sc.default_month[(long long)k * d.L + l] == defaulted) sc.sold[tb.chip[l]] += tb.gpus_alive[(long long)l * d.H + i];
+      }
+      for (int l = 0; l < d.L; ++l) {
+        const long long li = (long long)l * d.H + i;
         const long long j = (long long)k * d.L + l;
         if (sc.default_month[j] != defaulted) continue;
+        const int c = tb.chip[l];
+        const T keep = impact != 0.0 ? T(1.0 - impact * model::np_minimum(1.0, sc.sold[c] * tb.inverse_depth[c])) : T(1);
         const T value = d.appraisal_months > 0 ? T(loan_appraisal(l, t))
                                                : model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
                                                                             T(tb.value_cost[li]), T(tb.scrap[l]));
         // waterfall.step records the annual rate at default as 12.0 * monthly_rate, in T.
         const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.L + l) * d.T + defaulted - 1]);
         const T exposure = sc.exposure[j];
-        const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale,
-                                                          sc.reserve_at_default[j], exposure, annual_rate, d.lag);
+        const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale, keep,
+                                                          T(tb.rvg[l]), sc.reserve_at_default[j], exposure,
+                                                          annual_rate, d.lag);
         const T loss = exposure - proceeds;
         sc.path_loss[k] += double(loss);
+        if (out.facility_loss && tb.facility[l] >= 0)  // one thread per (scenario, path): no atomic needed
+          out.facility_loss[(((long long)s * d.K + k) * d.P + p) * d.Fa + tb.facility[l]] += double(loss);
         atomicAdd(&out.loan_loss[skl(k, l)], double(loss));
         atomicAdd(&out.loan_lgd[skl(k, l)], double(loss / exposure));
       }
@@ -597,6 +638,9 @@ struct PathSim {
           const double x = sc.equity[(long long)k * d.L + l];
           atomicAdd(&out.loan_equity[skl(k, l)], x);
           atomicAdd(&out.loan_equity_sq[skl(k, l)], x * x);
+          const double lost = sc.default_month[(long long)k * d.L + l] > 0 ? x : 0.0;  // injected before a default
+          atomicAdd(&out.loan_equity_lost[skl(k, l)], lost);
+          atomicAdd(&out.loan_equity_lost_sq[skl(k, l)], lost * lost);
         }
   }
 };
@@ -634,10 +678,12 @@ extern "C" __global__ void simulate_layout(const long long* config, long long* s
                                   double* defaulted_exposure, unsigned long long* cause_count, double* price_fan,  \
                                   double* ltv_fan, double* dscr_fan, short* default_month,                         \
                                   signed char* default_cause, double* loan_equity, double* loan_equity_sq,         \
+                                  double* loan_equity_lost, double* loan_equity_lost_sq, double* facility_loss,   \
                                   char* scratch) {                                                                 \
     const engine::Outputs out{loss,        loan_loss, loan_defaults, loan_lgd,      defaulted_exposure,            \
                               cause_count, price_fan, ltv_fan,       dscr_fan,      default_month,                 \
-                              default_cause, loan_equity, loan_equity_sq};                                         \
+                              default_cause, loan_equity, loan_equity_sq, loan_equity_lost, loan_equity_lost_sq,  \
+                              facility_loss};                                                                      \
     engine::simulate_paths<T>(config, reals, ints, out, scratch);                                                  \
   }
 

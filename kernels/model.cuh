@@ -106,14 +106,17 @@ __host__ __device__ __forceinline__ T collateral_value(T price, T income, T cost
   return np_maximum(price * income - cost, scrap);
 }
 
-// recovery.liquidation_proceeds: alive GPUs x V (1 - haircut)(1 - sale cost) + reserve, capped at the
-// exposure and discounted over the lag at the loan's annual rate, USD at the default date.
+// recovery.liquidation_proceeds: alive GPUs x V (1 - haircut)(1 - sale cost) x the fire sale's `keep`
+// (1 = none: the same bits), at least `floor` USD per alive GPU (residual value guarantee, 0 = none:
+// the sale is >= 0, so the same bits), + reserve,
+// capped at the exposure and discounted over the lag at the loan's annual rate, USD at the default date.
 // `keep_after_sale` = 1 - sale cost, rounded to T from float64 as numpy does with the Python float.
 template <typename T>
 __host__ __device__ __forceinline__ T liquidation_proceeds(T gpus_alive, T value, T haircut, T keep_after_sale,
-                                                           T reserve, T exposure, T annual_rate, int lag_months) {
-  const T gross = gpus_alive * value * (T(1) - haircut) * keep_after_sale + reserve;
-  return np_minimum(gross, exposure) * pow(T(1) + annual_rate / T(12), T(-lag_months));
+                                                           T keep, T floor, T reserve, T exposure, T annual_rate,
+                                                           int lag_months) {
+  const T sale = np_maximum(gpus_alive * value * (T(1) - haircut) * keep_after_sale * keep, gpus_alive * floor);
+  return np_minimum(sale + reserve, exposure) * pow(T(1) + annual_rate / T(12), T(-lag_months));
 }
 
 // ---------------------------------------------------------------------------------------------

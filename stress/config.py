@@ -30,6 +30,7 @@ EXECUTORS = ("local", "dask")
 SHOCK_KINDS = ("add", "mul", "set")
 PATH_SHOCK_TARGETS = ("demand", "utilization", "power_price", "base_rate", "haircut")
 SCALAR_SHOCK_TARGETS = ("pd_multiplier",)
+MAX_FACILITIES = 16  # facilities with tranches: the engines return a loss per (scenario, tenor, path, facility)
 
 
 @dataclass
@@ -121,9 +122,22 @@ class ScenarioConfig:
 
 
 @dataclass
+class TrancheConfig:
+    name: str = "?"  # tranche name, unique within its facility (e.g. senior, mezzanine)
+    attachment: float = 0.0  # A: share of the facility's principal at the valuation date below the tranche, 0..1
+    detachment: float = 1.0  # D: share at which the tranche is wiped out, A < D <= 1
+
+
+@dataclass
+class FacilityConfig:
+    tranches: List[TrancheConfig] = field(default_factory=list)  # slices of the facility's debt (static, no sequential paydown)
+
+
+@dataclass
 class PortfolioConfig:
     name: str = "example"  # portfolio name (info)
     path: Optional[str] = None  # CSV or Parquet loan tape; null = the bundled example tape
+    facilities: Dict[str, FacilityConfig] = field(default_factory=dict)  # facilities of the tape's facility column with tranches (at most 16); {} = none
 
 
 @dataclass
@@ -131,6 +145,13 @@ class RecoveryConfig:
     haircut: float = 0.2  # distressed-sale discount on the collateral value, 0..1
     sale_cost: float = 0.05  # selling costs as a share of proceeds, 0..1
     lag_months: int = 6  # months from default to sale
+    market_depth: Dict[str, float] = field(default_factory=dict)  # GPUs of a chip family the secondary market absorbs per month at the appraised value; a family not listed = infinite (.inf)
+    price_impact: float = 0.0  # fire sale: proceeds x (1 - price_impact x min(1, sold / depth)), sold = the GPUs of that family the book sells that month on that path, 0..1 (0 = none)
+
+
+@dataclass
+class ExogenousConfig:
+    demand_corr: float = 0.0  # r: correlation of the copula's systematic factor with the first-year AI demand innovation, -1..1 (0: model v1; > 0 = wrong-way risk)
 
 
 @dataclass
@@ -147,6 +168,7 @@ class ModelConfig:
     refi_ltv_max: float = 0.8  # a balloon/bullet above this LTV at maturity cannot refinance
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)  # liquidation of repossessed GPUs
     covenant: CovenantConfig = field(default_factory=CovenantConfig)  # what an LTV breach does before it defaults
+    exogenous: ExogenousConfig = field(default_factory=ExogenousConfig)  # the exogenous (copula) default channel
 
 
 @dataclass
@@ -489,12 +511,21 @@ def validate(cfg: StressConfig) -> None:
     _check(e, cfg.model.cure_months >= 1, "model.cure_months", f"must be >= 1, got {cfg.model.cure_months}")
     _check(e, 0 <= cfg.model.covenant.max_cures <= MAX_MONTHS, "model.covenant.max_cures",
            f"must be in 0..{MAX_MONTHS}, got {cfg.model.covenant.max_cures}")
+    r = cfg.model.exogenous.demand_corr
+    _check(e, -1 <= r <= 1, "model.exogenous.demand_corr", f"must be a correlation in [-1, 1], got {r}")
     _check(e, cfg.model.refi_ltv_max > 0, "model.refi_ltv_max", f"must be > 0, got {cfg.model.refi_ltv_max}")
     rec = cfg.model.recovery
     for key, v in (("haircut", rec.haircut), ("sale_cost", rec.sale_cost)):
         _check(e, 0 <= v <= 1, f"model.recovery.{key}", f"must be in [0, 1], got {v}")
     _check(e, 0 <= rec.lag_months <= MAX_MONTHS, "model.recovery.lag_months",
            f"must be in 0..{MAX_MONTHS} months, got {rec.lag_months}")
+    _check(e, 0 <= rec.price_impact <= 1, "model.recovery.price_impact", f"must be in [0, 1], got {rec.price_impact}")
+    for c, depth in rec.market_depth.items():
+        _check(e, c in cfg.market.chips, f"model.recovery.market_depth.{c}",
+               f"is not a chip family of the market ({', '.join(cfg.market.chips)})")
+        _check(e, depth > 0, f"model.recovery.market_depth.{c}", f"must be > 0 GPUs a month (.inf = no impact), got {depth}")
+
+    e += _facility_problems(cfg.portfolio.facilities)
 
     m = cfg.market
     _check(e, len(m.chips) > 0, "market.chips", "the market defines no chip family")
@@ -517,6 +548,23 @@ def validate(cfg: StressConfig) -> None:
     e += analysis_problems(cfg)
     if e:
         raise ConfigError("invalid config:\n  - " + "\n  - ".join(e))
+
+
+def _facility_problems(facilities: Dict[str, FacilityConfig]) -> list[str]:
+    """Tranche points in [0, 1] with A < D, unique tranche names, at most MAX_FACILITIES facilities."""
+    e: list[str] = []
+    _check(e, len(facilities) <= MAX_FACILITIES, "portfolio.facilities",
+           f"at most {MAX_FACILITIES} facilities have per-path losses, got {len(facilities)}")
+    for f, fac in facilities.items():
+        key = f"portfolio.facilities.{f}.tranches"
+        _check(e, len(fac.tranches) > 0, key, "a facility needs at least one tranche")
+        names = [t.name for t in fac.tranches]
+        _check(e, len(set(names)) == len(names), key, f"tranche names must be unique, got {names}")
+        for i, t in enumerate(fac.tranches):
+            _check(e, 0 <= t.attachment < t.detachment <= 1, f"{key}[{i}]",
+                   f"needs 0 <= attachment < detachment <= 1 (shares of the facility's principal), "
+                   f"got {t.attachment} and {t.detachment}")
+    return e
 
 
 def analysis_problems(cfg: StressConfig) -> list[str]:

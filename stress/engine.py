@@ -23,8 +23,9 @@ from typing import Optional
 import numpy as np
 from scipy.special import ndtri
 
-from . import appraisal, market, recovery, rng, schedule, waterfall
+from . import appraisal, market, recovery, rng, schedule, tranche, waterfall
 from .config import TAPE, StressConfig, uses_tape_tenors
+from .errors import ConfigError
 from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
 
@@ -72,11 +73,18 @@ class Problem:
     value_income: np.ndarray  # (L, H) collateral value per USD/GPU-h of spot price
     value_cost: np.ndarray  # (L, H)
     scrap: np.ndarray  # (L,)
+    rvg: Optional[np.ndarray]  # (L,) residual value guarantee, USD per alive GPU; None when no loan has one
+    inverse_depth: Optional[np.ndarray]  # (C,) fire sale: 1 / market_depth of each family (0 = infinite); None = no impact
+    price_impact: float
     haircut: np.ndarray  # (S, H)
     sale_cost: float
     appraisal: Optional[appraisal.AppraisalParams] = None  # valuation method appraisal; None = spot (value_income/cost)
     importance_sampling: bool = False  # results carry likelihood-ratio weights (ChunkResult.weight)
     is_shift_copula: float = 0.0  # IS: the copula systematic factor is drawn as Z - is_shift_copula
+    demand_corr: float = 0.0  # wrong-way risk: the copula's systematic factor is r W + sqrt(1 - r^2) Z0
+    facilities: tuple[str, ...] = ()  # (Fa,) facilities with tranches (portfolio.facilities), in config order
+    facility_of_loan: Optional[np.ndarray] = None  # (L,) index into facilities, -1 = none; None without facilities
+    tranches: tuple[tranche.Tranche, ...] = ()  # every facility's tranches, facility by facility
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -126,6 +134,12 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     income, cost, scrap = recovery.valuation_factors(cfg, tape.chip, tape.age_months, t_all)
     haircut = np.clip(np.stack([shocked_path(sc.shocks, "haircut", cfg.model.recovery.haircut, t_all) for sc in scen]), 0.0, 1.0)
 
+    if cfg.mc.importance_sampling and cfg.model.exogenous.demand_corr and horizon < market.FIRST_YEAR:
+        raise ConfigError(f"model.exogenous.demand_corr with mc.importance_sampling needs a horizon (longest tenor + "
+                          f"model.recovery.lag_months) of at least {market.FIRST_YEAR} months, got {horizon}")
+    facilities, facility_of_loan, tranches = tranche.facilities(cfg.portfolio.facilities, tape)
+    depth = cfg.model.recovery.market_depth
+    inverse_depth = np.array([1.0 / depth[c] if c in depth else 0.0 for c in params.chips])
     borrower = None
     if cfg.model.cross_default:
         names, index = np.unique(tape.borrower, return_inverse=True)
@@ -169,12 +183,19 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         value_income=income,
         value_cost=cost,
         scrap=scrap,
+        rvg=tape.rvg_per_gpu.astype(float) if (tape.rvg_per_gpu > 0).any() else None,
+        inverse_depth=inverse_depth if cfg.model.recovery.price_impact > 0 and inverse_depth.any() else None,
+        price_impact=cfg.model.recovery.price_impact,
         haircut=haircut,
         sale_cost=cfg.model.recovery.sale_cost,
         appraisal=(appraisal.build(cfg, tape, params.chips, horizon)
                    if cfg.market.valuation.method == "appraisal" else None),
         importance_sampling=cfg.mc.importance_sampling,
         is_shift_copula=cfg.mc.is_shift_copula if cfg.mc.importance_sampling else 0.0,
+        demand_corr=cfg.model.exogenous.demand_corr,
+        facilities=facilities,
+        facility_of_loan=facility_of_loan,
+        tranches=tranches,
     )
 
 
@@ -197,6 +218,9 @@ class ChunkResult:
     weight: Optional[np.ndarray] = None  # (K, P) importance-sampling likelihood ratios; None without IS
     loan_equity: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the equity injected by cures, USD
     loan_equity_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
+    loan_equity_lost: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the cure equity of loans that later default, USD
+    loan_equity_lost_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
+    facility_loss: Optional[np.ndarray] = None  # (S, K, P, Fa) lenders' loss on each facility's loans, USD; None without facilities
 
 
 @dataclass
@@ -248,6 +272,11 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         z = z + shift
         log_lr = xp.zeros((K, P))
         weight_month = prob.tenor.max(axis=1) + prob.lag  # (K,) last market month each tenor sees
+        if prob.demand_corr:  # W uses the shifted innovations of months 1..12: their ratios belong in the weight
+            weight_month = np.maximum(weight_month, market.FIRST_YEAR)
+    if prob.demand_corr:  # wrong-way risk: Z = r W + sqrt(1 - r^2) Z0, still N(0, 1)
+        r = prob.demand_corr
+        z = r * market.first_year_factor(xp, prob.market, seed, paths, mstate.demand0)[:, None] + np.sqrt(1.0 - r * r) * z
     load = dev(prob.copula_load, np.float64)
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 
@@ -331,14 +360,24 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 sold = _appraise(xp, prob, mstate, t, cells // P, cells % P)[which.reshape(-1), l_].astype(dtype)
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
-                rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag)
+                rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
+                floor=None if prob.rvg is None else dev(prob.rvg)[l_],
+                keep=None if prob.inverse_depth is None else recovery.fire_sale_keep(
+                    xp, (s_.astype(xp.int64) * K + k_) * P + p_, xp.asarray(chip)[l_],
+                    dev(prob.gpus_alive[:, i], np.float64)[l_], dev(prob.inverse_depth, np.float64),
+                    prob.price_impact).astype(dtype))
             rec.loss[idx] = rec.exposure[idx] - proceeds
 
     res = _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
                         lr=xp.exp(log_lr) if prob.importance_sampling else None)
+    if prob.facilities:
+        res.facility_loss = to_host(xp.stack([rec.loss[..., np.flatnonzero(prob.facility_of_loan == f)].sum(-1, dtype=xp.float64)
+                                              for f in range(len(prob.facilities))], axis=-1))
     if cures:
         cell = equity if not prob.importance_sampling else equity * xp.exp(log_lr)[None, :, :, None]
         res.loan_equity, res.loan_equity_sq = to_host(cell.sum(2)), to_host((cell * cell).sum(2))
+        lost = xp.where(rec.month > 0, cell, 0.0)  # injected before a default: the sponsor loses it
+        res.loan_equity_lost, res.loan_equity_lost_sq = to_host(lost.sum(2)), to_host((lost * lost).sum(2))
     return res
 
 

@@ -63,10 +63,11 @@ class Gather:
     per-path arrays are copied into place as they come, sums are added in chunk order (a chunk
     that arrives early waits, holding only its small sums)."""
 
-    PER_PATH = {"loss": 2, "default_month": 2, "default_cause": 2, "weight": 1}  # weight: (K, P) with IS
+    PER_PATH = {"loss": 2, "default_month": 2, "default_cause": 2, "weight": 1,  # weight: (K, P) with IS
+                "facility_loss": 2}  # (S, K, P, Fa) with facilities
     FANS = {"price": 1, "ltv": 2, "dscr": 2}
     SUMS = ("loan_loss", "loan_defaults", "loan_lgd", "defaulted_exposure", "cause_count")
-    OPTIONAL_SUMS = ("loan_equity", "loan_equity_sq")  # None in every chunk, or summed like SUMS
+    OPTIONAL_SUMS = ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq")  # None in every chunk, or summed like SUMS
 
     def __init__(self, ranges: ChunkRanges, fan_paths: int):
         unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS,

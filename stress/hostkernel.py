@@ -31,6 +31,7 @@ import numpy as np
 from . import rng
 from .config import conf_dir
 from .engine import ChunkResult, Problem
+from .market import FIRST_YEAR
 from .errors import ConfigError
 from .recovery import HOURS_PER_MONTH
 
@@ -155,17 +156,21 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     C, N, T = len(m.chips), m.launch_month.shape[1], prob.months
     H = T + prob.lag
     phi, psi, load = m.phi, np.asarray(m.psi), np.asarray(prob.copula_load, dtype=np.float64)
+    r = prob.demand_corr
     scalars = [phi, np.sqrt(1.0 - phi**2), m.u_max, m.util_beta, m.util_sigma, prob.rules.refi_ltv_max,
-               prob.sale_cost]
+               prob.sale_cost, r, np.sqrt(1.0 - r * r), phi**FIRST_YEAR, np.sqrt(1.0 - phi**(2 * FIRST_YEAR)),
+               prob.price_impact if prob.inverse_depth is not None else 0.0]
     reals = [
-        (scalars, (7,)), ([phi**t for t in range(1, H + 1)], (H,)),
+        (scalars, (len(scalars),)), ([phi**t for t in range(1, H + 1)], (H,)),
         (m.log_price0, (C,)), (m.trend_monthly, (C,)), (m.kappa, (C,)), (m.sigma, (C,)), (psi, (C,)),
         (np.sqrt(1.0 - psi**2), (C,)), (m.util_intercept, (C,)),
+        (np.zeros(C) if prob.inverse_depth is None else prob.inverse_depth, (C,)),
         (m.launch_ramp, (N,)), (m.launch_jitter, (N,)), (m.launch_month, (S, N)), (m.launch_log_step, (S, N)),
         (m.demand_a, (S, H)), (m.demand_b, (S, H)), (m.util_a, (S, H)), (m.util_b, (S, H)), (prob.haircut, (S, H)),
         (m.price_a, (S, C, H)), (m.price_b, (S, C, H)),
         (prob.principal, (L,)), (prob.dscr_min, (L,)), (prob.ltv_max, (L,)), (load, (L,)),
         (np.sqrt(1.0 - load**2), (L,)), (prob.scrap, (L,)), (prob.cure_capacity, (L,)),
+        (np.zeros(L) if prob.rvg is None else prob.rvg, (L,)),
         (prob.reserve_target, (K, L)), (prob.regular_balance, (K, L, T)),
         (prob.monthly_rate, (S, L, T)), (prob.exogenous_threshold, (S, L, T)),
         (prob.gpus_alive, (L, H)), (prob.contract_revenue, (L, H)), (prob.merchant_hours, (L, H)),
@@ -181,7 +186,8 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
                   (ap.contracted_share, (L,)), (ap.contract_rent, (L,)), (ap.gpus, (L,)),
                   (phi ** lags, (W1,)), (psi[:, None] ** lags[None, :], (C, W1))]
     borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
-    ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L))]
+    facility = np.full(L, -1, dtype=np.int64) if prob.facility_of_loan is None else prob.facility_of_loan
+    ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L)), (facility, (L,))]
 
     def flat(pieces, dtype):
         arrays = [np.asarray(a, dtype=dtype) for a, _ in pieces]
@@ -204,7 +210,7 @@ def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: in
                      prob.lag, stop - start, start, fan, k0, k1, channels, int(rules.cross_default),
                      rules.cure_months, int(rules.cash_trap), rules.max_cures,
                      0 if prob.appraisal is None else prob.appraisal.every,
-                     0 if prob.appraisal is None else prob.appraisal.window], dtype=np.int64)
+                     0 if prob.appraisal is None else prob.appraisal.window, len(prob.facilities)], dtype=np.int64)
 
 
 def _ptr(a):
@@ -261,6 +267,9 @@ def kernel_outputs(xp, prob: Problem, paths: int, fan_paths: int, keep_paths: bo
         default_cause=xp.zeros((S, K, P, L), dtype=xp.int8) if keep_paths else None,
         loan_equity=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
         loan_equity_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        loan_equity_lost=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        loan_equity_lost_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
+        facility_loss=xp.zeros((S, K, P, len(prob.facilities))) if prob.facilities else None,
     )
 
 

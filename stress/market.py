@@ -30,6 +30,8 @@ from . import rng
 from .config import StressConfig
 from .scenario import affine, shocked_scalar
 
+FIRST_YEAR = 12  # months of demand innovations in the wrong-way factor W (first_year_factor)
+
 
 def logit_intercept(target: float, u_max: float, spread: float) -> float:
     """Intercept a with E[u_max logistic(a + spread Z)] = target for Z ~ N(0,1) (Gauss-Hermite
@@ -161,6 +163,19 @@ def start(xp, params: MarketParams, seed: int, paths) -> MarketState:
         months = months + xp.asarray(params.launch_jitter)[None, None, :] * (2.0 * u[None] - 1.0)
     return MarketState(demand0=d0, demand=d0.copy(), noise=xp.zeros((paths.shape[0], len(params.chips))),
                        launch_month=months, log_weight=xp.zeros(paths.shape[0]) if params.demand_shift else None)
+
+
+def first_year_factor(xp, params: MarketParams, seed: int, paths, demand0):
+    """W = (D_12 - phi^12 D_0) / sqrt(1 - phi^24) (P,): the demand innovation over the first year,
+    exactly N(0, 1), from the same Philox normals as months 1..12 of ``advance`` (shifted likewise
+    under importance sampling). Wrong-way risk loads the copula's systematic factor on it."""
+    d = demand0
+    for t in range(1, FIRST_YEAR + 1):
+        e = rng.normals_block(xp, seed, paths, t, rng.STREAM_DEMAND, 1)[:, 0]
+        if params.demand_shift:
+            e = e + params.demand_shift
+        d = params.phi * d + np.sqrt(1.0 - params.phi**2) * e
+    return (d - params.phi**FIRST_YEAR * demand0) / np.sqrt(1.0 - params.phi**(2 * FIRST_YEAR))
 
 
 def advance(xp, params: MarketParams, state: MarketState, seed: int, paths, t: int, dtype):

@@ -55,6 +55,7 @@ LIMITS = {
     "dscr_min": 1e6,  # a large value is fine: it switches the covenant off
     "ltv_max": 1e6,
     "cure_capacity": 10.0,  # share of principal (a sponsor injecting 10x the loan is surely a typo)
+    "rvg_per_gpu": 1e6,  # USD per GPU (a new GB200 costs about 6e4)
 }
 _DECIMAL_COMMA = re.compile(r"[+-]?(\d{1,3}(\.\d{3})+|\d+),\d+")  # 0,12 or 1.234,5 (European)
 _COMMA_NUMBER = re.compile(r"[+-]?[\d.]*\d,[\d,.]*")  # a number-like cell with a comma
@@ -91,6 +92,8 @@ class Portfolio:
     pd_annual: np.ndarray  # float64; exogenous default probability, decimal per year
     asset_corr: np.ndarray  # float64; Gaussian-copula correlation of the exogenous channel, 0..1
     cure_capacity: np.ndarray  # float64; optional (missing = 0): equity the sponsor can inject over the life, share of principal
+    facility: np.ndarray  # str; optional (missing or blank = the loan itself): the facility whose tranches share the loan's losses
+    rvg_per_gpu: np.ndarray  # float64; optional (missing = 0): residual value guarantee, floor on net sale proceeds per alive GPU, USD
     line: np.ndarray  # int64; line of the loan in the tape (header = 1; Parquet: row number + 1)
 
     def __len__(self) -> int:
@@ -98,7 +101,7 @@ class Portfolio:
         return len(self.loan_id)
 
 
-OPTIONAL = {"cure_capacity": "0"}  # columns a tape may leave out, with the cell that stands in for them
+OPTIONAL = {"cure_capacity": "0", "facility": "", "rvg_per_gpu": "0"}  # columns a tape may leave out, with the cell that stands in for them
 COLUMNS: tuple[str, ...] = tuple(
     f.name for f in fields(Portfolio) if f.name not in ("source", "line", *OPTIONAL)
 )  # the tape's required columns, in docs/loan-tape.md order
@@ -212,6 +215,8 @@ def _schema(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
         "pd_annual": (_number(0, 1, hint="decimal per year, e.g. 0.02 for 2%"), np.float64),
         "asset_corr": (_number(0, 1), np.float64),
         "cure_capacity": (_number(0, limit=LIMITS["cure_capacity"], hint=share), np.float64),
+        "facility": (str, object),  # free text; blank = the loan itself (filled in by _validate)
+        "rvg_per_gpu": (_number(0, limit=LIMITS["rvg_per_gpu"], hint="USD per GPU", empty=0.0), np.float64),
     }
 
 
@@ -462,6 +467,7 @@ def _validate(source: str, table: _Table, chips: Collection[str]) -> Portfolio:
         for name, cell in OPTIONAL.items():
             if name not in index and name not in table.header:
                 row[name] = schema[name][0](cell)
+        row["facility"] = row.get("facility") or loan_id
         parsed.append(row)
     if problems:
         _fail(source, problems)

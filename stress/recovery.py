@@ -51,8 +51,25 @@ def collateral_value(xp, price, income, cost, scrap):
     return xp.maximum(price * income - cost, scrap)
 
 
-def liquidation_proceeds(xp, gpus_alive, value, haircut, sale_cost, reserve, exposure, annual_rate, lag_months: int):
+def fire_sale_keep(xp, cell, chip, gpus, inverse_depth, price_impact: float):
+    """Share of the proceeds kept by each of this month's sales, 1 - price_impact x min(1, sold / depth):
+    ``sold`` = the GPUs ``gpus`` (float64) of the sale's chip family sold by all sales of the same
+    ``cell`` (scenario, tenor, path) this month, summed in sale order; ``inverse_depth`` (C,) = 1 / depth."""
+    _, group = xp.unique(cell * inverse_depth.shape[0] + chip, return_inverse=True)
+    group = group.reshape(-1)
+    sold = xp.bincount(group, weights=gpus)[group]
+    return 1.0 - price_impact * xp.minimum(1.0, sold * inverse_depth[chip])
+
+
+def liquidation_proceeds(xp, gpus_alive, value, haircut, sale_cost, reserve, exposure, annual_rate, lag_months: int,
+                         floor=None, keep=None):
     """Recovery (USD, at the default date): alive GPUs sold at value (1 - haircut)(1 - sale_cost),
-    plus the reserve balance, capped at the exposure, discounted over the lag at the loan rate."""
-    gross = gpus_alive * value * (1.0 - haircut) * (1.0 - sale_cost) + reserve
-    return xp.minimum(gross, exposure) * (1.0 + annual_rate / 12.0) ** (-lag_months)
+    times the fire-sale ``keep`` (fire_sale_keep; None = no impact), at least ``floor`` USD per alive
+    GPU (a residual value guarantee; None = none), plus the reserve balance, capped at the exposure,
+    discounted over the lag at the loan rate."""
+    sale = gpus_alive * value * (1.0 - haircut) * (1.0 - sale_cost)
+    if keep is not None:
+        sale = sale * keep
+    if floor is not None:  # max(alive x net, alive x floor) = alive x max(net, floor): the same bits unfloored
+        sale = xp.maximum(sale, gpus_alive * floor)
+    return xp.minimum(sale + reserve, exposure) * (1.0 + annual_rate / 12.0) ** (-lag_months)

@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
-from . import lock, metrics
+from . import lock, metrics, tranche
 from .config import is_tape
 from .engine import ChunkResult, Problem
 from .errors import OutputError
@@ -85,6 +85,9 @@ def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
         weight=cat("weight", 1) if chunks[0].weight is not None else None,
         loan_equity=add("loan_equity") if chunks[0].loan_equity is not None else None,
         loan_equity_sq=add("loan_equity_sq") if chunks[0].loan_equity is not None else None,
+        loan_equity_lost=add("loan_equity_lost") if chunks[0].loan_equity is not None else None,
+        loan_equity_lost_sq=add("loan_equity_lost_sq") if chunks[0].loan_equity is not None else None,
+        facility_loss=cat("facility_loss", 2) if chunks[0].facility_loss is not None else None,
     )
 
 
@@ -145,13 +148,30 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
             "units": "1", "long_name": "importance-sampling likelihood ratio of the path (mc.importance_sampling)",
             "copula_shift": prob.is_shift_copula, "demand_innovation_shift": prob.market.demand_shift,
             "note": "loss and loss_rate are the sampled (shifted) paths: weight them, e.g. (loss * weight).mean('path')"})
-    if res.loan_equity is not None:  # SE of a mean over paths: sqrt((E[x^2] - E[x]^2) / (n - 1))
-        mean = res.loan_equity / n_paths
-        spread = np.maximum(res.loan_equity_sq / n_paths - mean**2, 0.0)
-        data["equity_cure"] = (sk + ("loan",), mean, {**usd, "long_name": "mean equity injected by cures of LTV breaches "
-                                                                          "(undiscounted, never lender loss)"})
-        data["equity_cure_se"] = (sk + ("loan",), np.sqrt(spread / max(n_paths - 1, 1)),
-                                  {**usd, "long_name": "Monte Carlo standard error of equity_cure"})
+    equity = {"equity_cure": (res.loan_equity, res.loan_equity_sq, "mean equity injected by cures of LTV breaches "
+                                                                   "(undiscounted, never lender loss)"),
+              "equity_lost": (res.loan_equity_lost, res.loan_equity_lost_sq, "mean equity injected by cures into a "
+                                                                            "loan that later defaults (lost by the sponsor)")}
+    for name, (total, total_sq, meaning) in equity.items():
+        if total is None:
+            continue
+        mean = total / n_paths  # SE of a mean over paths: sqrt((E[x^2] - E[x]^2) / (n - 1))
+        spread = np.maximum(total_sq / n_paths - mean**2, 0.0)
+        data[name] = (sk + ("loan",), mean, {**usd, "long_name": meaning})
+        data[f"{name}_se"] = (sk + ("loan",), np.sqrt(spread / max(n_paths - 1, 1)),
+                              {**usd, "long_name": f"Monte Carlo standard error of {name}"})
+    coords = {}
+    if prob.facilities:
+        if res.facility_loss is None:
+            raise RuntimeError("the tape has facilities with tranches but the engine returned no facility losses")
+        tranche_data, coords = tranche.dataset_variables(prob, res.facility_loss, quantiles, w)
+        data.update(tranche_data)
+        if "equity_cure" in data:  # the sponsor's equity below each facility's debt
+            for name in ("equity_cure", "equity_lost"):
+                per_loan = data[name][1]
+                data[f"facility_{name}"] = (sk + ("facility",), np.stack(
+                    [per_loan[..., prob.facility_of_loan == f].sum(-1) for f in range(len(prob.facilities))], axis=-1),
+                    {**usd, "long_name": f"{name} summed over the facility's loans (the sponsor's equity, not a tranche)"})
     if res.default_month is not None:
         data["default_month"] = (sk + ("path", "loan"), res.default_month,
                                  {"units": "month", "long_name": "month of default (1-based), 0 = none"})
@@ -159,6 +179,7 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                                  {"long_name": "cause of default", "flag_values": list(range(len(CAUSES))),
                                   "flag_meanings": " ".join(CAUSES)})
     coords = {
+        **coords,
         "scenario": list(prob.scenarios),
         "tenor": ("tenor", list(prob.tenors), {"units": "month", "long_name": "loan tenor",
                                                 "note": "tape (tenors=tape): each loan at its own tape_tenor; months: "
@@ -338,7 +359,8 @@ def summary_tables(ds: xr.Dataset, top_loans: int = 10):
     """Rich tables: EL, VaR and ES (99% or the nearest level) with standard errors by scenario
     and tenor, figures whose SE exceeds ``metrics.NOISY_SHARE`` of them marked '*' with the paths
     that would bring every SE of the row under it; then the loans with the highest EL in the first
-    scenario, at every tenor."""
+    scenario, at every tenor; and, when the tape has facilities, each tranche's EL, PD and implied
+    rating at the longest tenor."""
     from rich.table import Table
 
     q = float(ds["quantile"].sel(quantile=0.99, method="nearest"))
@@ -372,4 +394,20 @@ def summary_tables(ds: xr.Dataset, top_loans: int = 10):
         cells = [f"{el.isel(loan=i, tenor=j).item() / 1e6:,.1f} ({ds.pd.sel(scenario=first).isel(loan=i, tenor=j).item():.0%})"
                  for j in range(ds.sizes["tenor"])]
         loans.add_row(str(ds.loan.values[i]), *cells)
-    return risk, loans
+    if "tranche" not in ds.dims:
+        return risk, loans
+    k = ds.tenor.values[-1]
+    m = lambda v: f"{v.item() / 1e6:,.1f}"  # noqa: E731
+    tranches = Table(title=f"Tranches at tenor {'tape' if is_tape(k) else k}: EL USD m (± SE), EL / tranche "
+                           "principal, PD, implied rating (Moody's idealised default rates)")
+    for col in ("tranche", "A-D", "scenario", "EL", "±", "EL/size", "PD", "rating"):
+        tranches.add_column(col, justify="left" if col in ("tranche", "scenario", "rating") else "right", no_wrap=True)
+    for t in ds.tranche.values:
+        cell = ds.sel(tranche=t, tenor=k)
+        size = float((cell.detachment - cell.attachment) * ds.facility_principal.sel(facility=str(cell.tranche_facility.values)))
+        for s in ds.scenario.values:
+            c = cell.sel(scenario=s)
+            tranches.add_row(str(t), f"{float(cell.attachment):.0%}-{float(cell.detachment):.0%}", str(s),
+                             m(c.tranche_el), m(c.tranche_el_se), f"{c.tranche_el.item() / size:.2%}",
+                             f"{c.tranche_pd.item():.1%}", str(c.tranche_rating.values))
+    return risk, loans, tranches

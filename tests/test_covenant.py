@@ -77,6 +77,7 @@ def test_cures_until_the_capacity_runs_out_then_a_covenant_default(tape):
     np.testing.assert_allclose(ds.el.item(), loss, rtol=1e-12)
     np.testing.assert_allclose(ds.equity_cure.item(), equity, rtol=1e-12)
     assert ds.equity_cure_se.item() == pytest.approx(0.0, abs=1e-6 * equity)  # the same on every path
+    np.testing.assert_allclose(ds.equity_lost.item(), equity, rtol=1e-12)  # the loan defaults after its cures
 
 
 def test_cash_trap_cures_by_itself_and_a_cure_saves_the_loan(tape):
@@ -87,6 +88,7 @@ def test_cash_trap_cures_by_itself_and_a_cure_saves_the_loan(tape):
     assert month == 0 and len(cures) == 1 and cures[0] > 10
     assert (ds.default_month == 0).all() and ds.el.item() == 0.0
     np.testing.assert_allclose(ds.equity_cure.item(), equity, rtol=1e-12)
+    assert ds.equity_lost.item() == 0.0  # the loan is saved: nothing lost
 
 
 def test_max_cures_limits_the_cures(tape):

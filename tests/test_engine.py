@@ -50,17 +50,21 @@ def _exact_mixture_pmf(n_loans, p, rho):
     return (stats.binom.pmf(k[:, None], n_loans, pz[None, :]) * w[None, :]).sum(axis=1)
 
 
-@pytest.mark.parametrize("n_loans,paths", [(40, 4000), pytest.param(400, 20000, marks=pytest.mark.slow)])
-def test_exogenous_channel_follows_vasicek(tape, n_loans, paths):
+@pytest.mark.parametrize("n_loans,paths,demand_corr", [(40, 4000, 0.0), (40, 4000, 1.0), (40, 4000, -0.6),
+                                                       pytest.param(400, 20000, 0.0, marks=pytest.mark.slow)])
+def test_exogenous_channel_follows_vasicek(tape, n_loans, paths, demand_corr):
     """Only the exogenous channel, identical bullet loans, no recovery: the number of defaults
-    by maturity follows the one-factor Gaussian copula law. Chi-square goodness of fit on
-    bins with >= 20 expected paths; the test fails at the 0.1% level. No cash trap: it would prepay
-    principal whenever the LTV is breached, so a default would no longer lose the whole principal."""
+    by maturity follows the one-factor Gaussian copula law, also with wrong-way risk
+    (model.exogenous.demand_corr: the systematic factor r W + sqrt(1 - r^2) Z0 stays N(0, 1)
+    unconditionally). Chi-square goodness of fit on bins with >= 20 expected paths; the test fails
+    at the 0.1% level. No cash trap: it would prepay principal whenever the LTV is breached, so a
+    default would no longer lose the whole principal."""
     pd_annual, rho, tenor = 0.03, 0.25, 36
     loans = [dict(amortization="bullet", pd_annual=pd_annual, asset_corr=rho, reserve_months=0)] * n_loans
     cfg = config([f"portfolio.path={tape(loans)}", f"tenors=[{tenor}]", "model.channels=[exogenous]",
                   "model.recovery.haircut=1.0", "model.covenant.cash_trap=false", f"mc.paths={paths}",
-                  "mc.fan_paths=0"], scenarios={"base": []})
+                  "mc.fan_paths=0", f"model.exogenous.demand_corr={demand_corr}"],
+                 scenarios={"base": []})
     ds = run(cfg)
     defaults = np.rint(ds.loss_rate.sel(scenario="base", tenor=tenor).values * n_loans).astype(int)
     p = 1 - (1 - pd_annual) ** (tenor / 12)

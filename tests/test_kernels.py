@@ -5,6 +5,7 @@ them for the GPU."""
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import math
 import shutil
 import subprocess
@@ -16,7 +17,7 @@ import pytest
 import stress
 from stress import config as config_module
 from stress import engine, hostkernel, rng
-from stress.config import ScenarioConfig, ShockConfig
+from stress.config import FacilityConfig, ScenarioConfig, ShockConfig, TrancheConfig
 from stress.portfolio import load_portfolio
 from support import KAT, NEAR_ZERO_RATE_LOAN, host_kernel, write_tape
 
@@ -133,7 +134,7 @@ def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
         np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
-    for name in ("loan_equity", "loan_equity_sq"):  # present with equity cures only
+    for name in ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq", "facility_loss"):  # present with equity cures / facilities only
         a, b = getattr(ref, name), getattr(got, name)
         assert (a is None) == (b is None), name
         if a is not None:
@@ -224,6 +225,26 @@ def _random_tape(r: np.random.Generator, path: Path, chips, cures: np.random.Gen
     return path
 
 
+def _append_column(tape_file: Path, name: str, cells: list) -> None:
+    lines = tape_file.read_text().splitlines()
+    tape_file.write_text("\n".join([f"{lines[0]},{name}"] + [f"{x},{c}" for x, c in zip(lines[1:], cells)]) + "\n")
+
+
+def _random_facilities(r: np.random.Generator, tape_file: Path) -> dict:
+    """A ``facility`` column (F0, F1 or blank = the loan itself) appended to the tape, and random
+    tranches for F0, F1 and the first loan."""
+    cells = [str(r.choice(["F0", "F1", ""])) for _ in tape_file.read_text().splitlines()[1:]]
+    cells[0] = cells[1] = ""  # the first loan is its own facility, the second in none with tranches
+    cells[2] = "F0"
+    _append_column(tape_file, "facility", cells)
+    facilities = {}
+    for name in ["F0", "L0"] + (["F1"] if "F1" in cells else []):
+        points = np.unique(np.round(np.concatenate([[0.0, 1.0], r.uniform(0, 1, int(r.integers(0, 3)))]), 3))
+        facilities[name] = FacilityConfig(tranches=[TrancheConfig(name=f"T{i}", attachment=float(a), detachment=float(d))
+                                                    for i, (a, d) in enumerate(zip(points[:-1], points[1:]))])
+    return facilities
+
+
 def _random_shock(r: np.random.Generator, cfg) -> ShockConfig:
     chips = list(cfg.market.chips)
     launches = [x.name for x in cfg.market.launches]
@@ -262,6 +283,12 @@ def _random_case(case: int, tmp_path: Path):
     with_cures = case % 5 in (1, 3, 4)  # model v2 covenant mechanics, on their own random numbers
     cures = np.random.default_rng(2000 + case) if with_cures else None
     tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips), cures)
+    if case % 3 != 2:  # residual value guarantees on some loans, on their own random numbers
+        rvg = np.random.default_rng(6000 + case)
+        _append_column(tape_file, "rvg_per_gpu", [round(float(rvg.choice([0.0, rvg.uniform(0, 2e4)])), 2)
+                                                  for _ in tape_file.read_text().splitlines()[1:]])
+    if case % 2 == 0:  # facilities with tranches, on their own random numbers
+        cfg.portfolio.facilities = _random_facilities(np.random.default_rng(4000 + case), tape_file)
     cfg.scenario = {f"s{i}": ScenarioConfig(description="random", shocks=[_random_shock(r, cfg)
                                                                           for _ in range(int(r.integers(0, 5)))])
                     for i in range(int(r.integers(1, 4)))}
@@ -281,6 +308,12 @@ def _random_case(case: int, tmp_path: Path):
     if case % 3 != 1:  # model v2 appraisal, on its own random numbers
         cfg.market.valuation.method = "appraisal"
         cfg.market.valuation.appraisal_months = int(np.random.default_rng(3000 + case).choice([1, 3, 6, 12]))
+    if case % 3 != 0:  # wrong-way risk, on its own random numbers
+        cfg.model.exogenous.demand_corr = float(np.random.default_rng(5000 + case).choice([-1.0, 1.0, 0.7, -0.3]))
+    if case % 2 == 1 or case == 4:  # fire sales, on their own random numbers
+        fire = np.random.default_rng(7000 + case)
+        cfg.model.recovery.price_impact = float(fire.uniform(0.1, 0.8))
+        cfg.model.recovery.market_depth = {c: float(fire.choice([math.inf, fire.uniform(5e3, 1.5e5)])) for c in cfg.market.chips}
     if with_cures:
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
@@ -298,13 +331,29 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     """Odd cases with cross-default; cases not divisible by 3 with a random subset of the channels;
     cases 2 and 6 with prices floored at zero; tape tenors in about a quarter of them; cases 1, 3, 4, 6,
     8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
-    with the appraisal valuation."""
+    with the appraisal valuation; even cases with facilities (per-path facility losses); cases not
+    divisible by 3 with wrong-way risk (model.exogenous.demand_corr); cases not 2 mod 3 with residual
+    value guarantees (rvg_per_gpu); odd cases and case 4 with fire sales (market_depth, price_impact)."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         ref = engine.simulate(np, prob, **args)
     _assert_parity(ref, hostkernel.simulate(prob, **args))
+
+
+def test_wrong_way_risk_matches_numpy(host):
+    """model.exogenous.demand_corr on the example book, exogenous channel only: the kernel's pre-pass
+    over the first 12 demand innovations gives numpy's default months on every path."""
+    host("engine.cu")
+    cfg = config_module.to_schema(config_module.compose(["tenors=[36,60]", "scenario=[baseline,ai_winter]",
+                                                         "model.channels=[exogenous]", "model.exogenous.demand_corr=0.9"]))
+    prob = engine.build_problem(cfg, load_portfolio(stress.tape_path(cfg), cfg.market.chips.keys()))
+    args = dict(seed=5, start=20, stop=220, fan_paths=0, keep_paths=True)
+    ref = engine.simulate(np, prob, **args)
+    _assert_parity(ref, hostkernel.simulate(prob, **args))
+    plain = engine.simulate(np, dataclasses.replace(prob, demand_corr=0.0), **args)
+    assert (ref.default_month > 0).sum() > 100 and not np.array_equal(ref.default_month, plain.default_month)
 
 
 def test_near_zero_debt_service_has_no_dscr(host, tmp_path):

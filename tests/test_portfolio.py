@@ -106,7 +106,7 @@ def test_portfolio_is_frozen_and_read_only():
 def test_portfolio_fields_are_the_design_columns():
     names = [f.name for f in dataclasses.fields(Portfolio)]
     assert names == ["source", *COLUMNS, *OPTIONAL, "line"]
-    assert len(COLUMNS) == 22 and list(OPTIONAL) == ["cure_capacity"]
+    assert len(COLUMNS) == 22 and list(OPTIONAL) == ["cure_capacity", "facility", "rvg_per_gpu"]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".pq"])
@@ -178,7 +178,7 @@ def test_a_column_unlike_any_missing_one_is_unknown_and_the_missing_one_listed(t
     assert tape_problems(tmp_path, rows) == [
         "line 1 (header): missing columns 'rate'",
         "line 1 (header): unknown columns 'note' (column 7); the expected columns are "
-        + ", ".join(COLUMNS) + " (optional: cure_capacity)",
+        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility, rvg_per_gpu)",
     ]
 
 
