@@ -15,7 +15,7 @@ from pathlib import Path
 import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
-from . import accessor, engine, executor, results  # noqa: F401  (accessor registers ds.stress)
+from . import accessor, backend, engine, executor, results  # noqa: F401  (accessor registers ds.stress)
 from .checkpoint import ChunkStore
 from .config import StressConfig, compose, conf_dir, config_dirs, to_schema
 from .errors import ConfigError, OutputError, StressError, TapeError
@@ -80,7 +80,8 @@ def run(config: DictConfig | StressConfig) -> xr.Dataset:
     chunk = cfg.mc.chunk_paths or max(1, CELLS_PER_CHUNK // (S * K * L))
     store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), __version__)
     started = time.perf_counter()
-    with executor.start(cfg) as ex:
+    be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
+    with executor.start(cfg, be) as ex:
         combined = executor.run_chunks(ex, prob, cfg, chunk, store)
     log.info("simulated %d paths x %d scenarios x %d tenors x %d loans x %d months on %s in %.1f s",
              cfg.mc.paths, S, K, L, prob.months, ex.device, time.perf_counter() - started)
