@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .configerrors import explain, schema_problems
@@ -266,6 +265,8 @@ class StressConfig:
 
 def register_schemas() -> None:
     """Register the schema so that ``conf/config.yaml`` can list it first in its defaults."""
+    from hydra.core.config_store import ConfigStore
+
     cs = ConfigStore.instance()
     cs.store(name="stress_schema", node=StressConfig)
 

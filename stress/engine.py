@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.special import ndtri
 
 from . import appraisal, market, recovery, rng, schedule, waterfall
 from .config import StressConfig
@@ -109,6 +108,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     pd = np.clip(tape.pd_annual[None, :] * pd_mult[:, None], 0.0, 1.0)
     with np.errstate(divide="ignore"):  # pd = 1: log1p(-1) = -inf gives a cumulative PD of 1, as it should
         cumulative_pd = -np.expm1(np.log1p(-pd)[:, :, None] * t_loan[None, None, :] / 12.0)
+    from scipy.special import ndtri  # imported here: `import stress` stays light
+
     threshold = ndtri(np.where(pd[:, :, None] >= 1.0, 1.0, cumulative_pd))
 
     alive = tape.gpus[:, None] * (1.0 - np.array([cfg.market.chips[c].failure_rate for c in tape.chip]))[:, None] ** (t_all[None, :] / 12.0)
