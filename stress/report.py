@@ -370,16 +370,17 @@ def _loan_table(ds: xr.Dataset) -> str:
         f'<th colspan="4">{escape(tenor_label(k))}</th>' for k in tenors) + "</tr>"
     head2 = "<tr>" + "".join("<th>PD</th><th>LGD</th><th>EL (USD m)</th><th>EL share</th>" for _ in tenors) + "</tr>"
     totals = {k: float(ds["el"].sel(scenario=s, tenor=k).sum()) for k in tenors}
+    per_loan = {(name, k): ds[name].sel(scenario=s, tenor=k).transpose("loan").values  # one lookup, not one per loan
+                for name in ("el", "pd", "lgd") for k in tenors}
+    loans = ds.loan.values
     rows = []
     for i in order:
-        loan = ds.loan.values[i]
-        cells = [_cell(str(loan), False)]
+        cells = [_cell(str(loans[i]), False)]
         for k in tenors:
-            c = ds.sel(scenario=s, tenor=k, loan=loan)
-            el = float(c["el"])
+            el = float(per_loan["el", k][i])
             share = el / totals[k] if totals[k] > 0 else math.nan
-            cells += [_cell(_pct(float(c["pd"]))), _cell(_pct(float(c["lgd"]), 0)), _cell(_usd_m(el, 2)),
-                      _cell(_pct(share))]
+            cells += [_cell(_pct(float(per_loan["pd", k][i]))), _cell(_pct(float(per_loan["lgd", k][i]), 0)),
+                      _cell(_usd_m(el, 2)), _cell(_pct(share))]
         rows.append("<tr>" + "".join(cells) + "</tr>")
     total_row = "<tr><th>portfolio</th>" + "".join(
         f'<td class="num"></td><td class="num"></td><td class="num"><b>{escape(_usd_m(totals[k], 2))}</b></td>'
