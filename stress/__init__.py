@@ -2,24 +2,59 @@
 
 ``run(config) -> xarray.Dataset`` is the single entry point shared by the CLI, the tests, Dask
 workers and notebooks; ``compose(overrides)`` builds a config from the bundled ``conf/`` tree.
+
+``import stress`` stays light (no xarray, pandas, scipy, pyarrow, Hydra, Dask or matplotlib): those
+are imported where a run first needs them. The ``ds.stress`` accessor is registered as soon as
+xarray is imported, by this package or by the user (stress/accessor.py).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.abc
+import importlib.util
 import logging
+import sys
 import time
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import xarray as xr
 from omegaconf import DictConfig, OmegaConf
 
-from . import accessor, engine, executor, footprint, lock, results  # noqa: F401  (accessor registers ds.stress)
+from . import backend, engine, executor, footprint, lock
 from .checkpoint import ChunkStore
 from .config import StressConfig, compose, conf_dir, config_dirs, to_schema
 from .errors import ConfigError, OutputError, StressError, TapeError
 from .portfolio import load_portfolio
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+
+class _AccessorOnXarrayImport(importlib.abc.MetaPathFinder):
+    """Registers ``ds.stress`` (imports stress.accessor) right after xarray's first import."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "xarray":
+            return None
+        sys.meta_path.remove(self)  # the finders after this one find xarray itself
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            run_module = spec.loader.exec_module
+
+            def exec_module(module):
+                run_module(module)
+                importlib.import_module(f"{__name__}.accessor")
+
+            spec.loader.exec_module = exec_module
+        return spec
+
+
+if "xarray" in sys.modules:
+    from . import accessor  # noqa: F401  (registers ds.stress)
+else:
+    sys.meta_path.insert(0, _AccessorOnXarrayImport())
 
 try:
     __version__ = version("gpu-credit-stress")
@@ -80,6 +115,8 @@ def run(config: DictConfig | StressConfig) -> xr.Dataset:
 
 
 def _run(cfg: StressConfig) -> xr.Dataset:
+    from . import results
+
     tape = load_portfolio(tape_path(cfg), cfg.market.chips.keys())
     if cfg.output.dir is not None:
         results.check_writable(cfg.output.dir, cfg.output.format, cfg.output.overwrite)
@@ -89,7 +126,8 @@ def _run(cfg: StressConfig) -> xr.Dataset:
     footprint.check(footprint.of_run(cfg, prob, chunk), cfg.mc.paths)  # before any per-path array or chunk file
     store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), __version__)
     started = time.perf_counter()
-    with executor.start(cfg) as ex:
+    be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
+    with executor.start(cfg, be) as ex:
         combined = executor.run_chunks(ex, prob, cfg, chunk, store)
     log.info("simulated %d paths x %d scenarios x %d tenors x %d loans x %d months on %s in %.1f s",
              cfg.mc.paths, S, K, L, prob.months, ex.device, time.perf_counter() - started)

@@ -1,9 +1,9 @@
 """``ds.stress``: common questions on a results Dataset, answered as pandas DataFrames.
 
-Registered on import of the package (``import stress``); every number is read from the Dataset's
-own variables (``expected_loss``, ``var``, ``es``, ``pd``, ``el`` ...), nothing is re-estimated.
-Money is in USD, PDs and shares are fractions (0..1), tenors in months ('tape': each loan's own
-``tape_tenor``, with tenors=tape).
+Registered with ``import stress`` (as soon as xarray is imported, by the package or the user);
+every number is read from the Dataset's own variables (``expected_loss``, ``var``, ``es``, ``pd``, ``el`` ...),
+nothing is re-estimated. Money is in USD, PDs and shares are fractions (0..1), tenors in months ('tape':
+each loan's own ``tape_tenor``, with tenors=tape).
 """
 
 from __future__ import annotations

@@ -550,7 +550,7 @@ def _analyze(cfg: StressConfig) -> xr.Dataset:
         path = output_path(cfg.output.dir, cfg.output.format, cfg.analysis)
         results.check_target(path, cfg.output.overwrite)
     tape = load_portfolio(tape_path(cfg), cfg.market.chips.keys())
-    ctx = _Context(cfg=cfg, tape=tape, be=_backend.select(cfg.backend))
+    ctx = _Context(cfg=cfg, tape=tape, be=_backend.select(cfg.backend, cfg.mc.importance_sampling))
     started = time.perf_counter()
     ds = ANALYSES[cfg.analysis](ctx)
     elapsed = time.perf_counter() - started

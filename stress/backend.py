@@ -3,7 +3,12 @@
 - ``numpy``: the reference engine (stress.engine) on the CPU.
 - ``cupy``: the fused CUDA kernel (kernels/engine.cu via stress.gpu) on the current GPU.
 - ``host``: the same kernel compiled as host C++ (stress.hostkernel), one thread per CPU core.
-- ``auto``: ``cupy`` when CuPy imports and a GPU answers, otherwise ``numpy`` (one log line why).
+- ``auto``: ``cupy`` when CuPy imports and a GPU answers; otherwise ``host`` when a C++ compiler
+  builds the kernel (cached) and the run does not use importance sampling; otherwise ``numpy``
+  (one log line says which and why).
+
+``auto`` is resolved once per run, on the machine that starts it (:func:`select`); the executors
+and every Dask worker then run the resolved engine by name, so one run never mixes engines.
 """
 
 from __future__ import annotations
@@ -66,28 +71,43 @@ def _cupy() -> tuple[object | None, str]:
 
 
 def _host() -> Backend:
+    """The host-compiled kernel backend, or a KernelBuildError saying why it cannot be built."""
     import os
 
     from . import hostkernel
 
-    try:
-        hostkernel.load()
-    except hostkernel.KernelBuildError as exc:
-        raise ConfigError(f"backend=host needs the kernels compiled as host C++: {exc}") from None
+    hostkernel.load()
     return Backend("host", np, f"CPU, host-compiled kernel on {os.cpu_count()} threads", np.asarray)
 
 
-def select(name: str) -> Backend:
-    """``auto``: CuPy when a GPU is usable, otherwise numpy (one log line says why);
-    ``cupy``: a GPU or a ConfigError; ``numpy``, ``host``: the CPU engines."""
+def select(name: str, importance_sampling: bool = False) -> Backend:
+    """The engine of a run. ``auto``: CuPy when a GPU is usable, else the host-compiled kernel when it
+    builds and the run has no importance sampling, else numpy (one log line says which and why);
+    ``cupy``: a GPU or a ConfigError; ``numpy``, ``host``: the CPU engines (``host`` a ConfigError
+    when the kernel cannot be built)."""
+    from . import hostkernel
+
     if name == "numpy":
         return Backend("numpy", np, "CPU", np.asarray)
     if name == "host":
-        return _host()
+        try:
+            return _host()
+        except hostkernel.KernelBuildError as exc:
+            raise ConfigError(f"backend=host needs the kernels compiled as host C++: {exc}") from None
     cupy, detail = _cupy()
     if cupy is not None:
         return Backend("cupy", cupy, detail, cupy.asnumpy)
     if name == "cupy":
         raise ConfigError(f"backend=cupy was requested but {detail}. Use backend=auto or backend=numpy.")
-    log.info("backend=auto: using numpy on the CPU because %s", detail)
-    return Backend("numpy", np, "CPU", np.asarray)
+    if importance_sampling:
+        log.info("backend=auto: using numpy on the CPU because %s, and mc.importance_sampling runs on "
+                 "backend=numpy only (not on the host-compiled kernel)", detail)
+        return Backend("numpy", np, "CPU", np.asarray)
+    try:
+        be = _host()
+    except hostkernel.KernelBuildError as exc:
+        log.info("backend=auto: using numpy on the CPU because %s, and the host-compiled kernel is not "
+                 "available: %s", detail, str(exc).splitlines()[0])
+        return Backend("numpy", np, "CPU", np.asarray)
+    log.info("backend=auto: using the host-compiled kernel on the CPU (%s) because %s", be.device, detail)
+    return be

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from .configerrors import explain, file_errors, interpolation_problems, schema_problems
@@ -285,7 +284,7 @@ class StressConfig:
     executor: ExecutorConfig = field(default_factory=ExecutorConfig)  # where the path chunks run
     analysis: str = "run"  # run | breakeven | reverse | sensitivities (stress.analyze; see AnalysisConfig)
     analyses: AnalysisConfig = field(default_factory=AnalysisConfig)  # parameters of analysis=breakeven, reverse, sensitivities
-    backend: str = "auto"  # auto (CuPy when a GPU is usable, else numpy) | numpy | cupy (fused CUDA kernel) | host (the kernel as C++ on all cores)
+    backend: str = "auto"  # auto (CuPy when a GPU is usable, else the host kernel when g++ builds it, else numpy) | numpy | cupy (fused CUDA kernel) | host (the kernel as C++ on all cores)
     precision: str = "float64"  # float64 | float32
     quiet: bool = False  # no summary tables, no progress bar
     config_dir: Optional[str] = None  # the config folder of the run (stress-test --config-dir DIR; stress-test init DIR makes one); null = the bundled conf/
@@ -293,6 +292,8 @@ class StressConfig:
 
 def register_schemas() -> None:
     """Register the schema so that ``conf/config.yaml`` can list it first in its defaults."""
+    from hydra.core.config_store import ConfigStore
+
     cs = ConfigStore.instance()
     cs.store(name="stress_schema", node=StressConfig)
 

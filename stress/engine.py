@@ -17,11 +17,11 @@ line of the plain computation changes.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.special import ndtri
 
 from . import appraisal, market, recovery, rng, schedule, tranche, waterfall
 from .config import TAPE, StressConfig, uses_tape_tenors
@@ -30,6 +30,7 @@ from .portfolio import Portfolio
 from .scenario import shocked_path, shocked_scalar
 
 MIN_SERVICE = 0.01  # USD a month: with less than a cent due a loan has no DSCR (its ratio would overflow)
+COMPACT_BELOW = 0.75  # the month loop drops finished cells once fewer than this share of those it holds are live
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
     pd = np.clip(tape.pd_annual[None, :] * pd_mult[:, None], 0.0, 1.0)
     with np.errstate(divide="ignore"):  # pd = 1: log1p(-1) = -inf gives a cumulative PD of 1, as it should
         cumulative_pd = -np.expm1(np.log1p(-pd)[:, :, None] * t_loan[None, None, :] / 12.0)
+    from scipy.special import ndtri  # imported here: `import stress` stays light
+
     threshold = ndtri(np.where(pd[:, :, None] >= 1.0, 1.0, cumulative_pd))
 
     alive = tape.gpus[:, None] * (1.0 - np.array([cfg.market.chips[c].failure_rate for c in tape.chip]))[:, None] ** (t_all[None, :] / 12.0)
@@ -240,17 +243,63 @@ class DefaultRecords:
         return cls(month=xp.zeros(shape, dtype=xp.int16), cause=xp.zeros(shape, dtype=xp.int8),
                    exposure=zeros(), reserve=zeros(), annual_rate=zeros(), loss=zeros())
 
-    def add(self, new: waterfall.NewDefaults, t: int, k0: int) -> tuple:
-        """Record this month's defaults (state tenor index k is record index k + k0); return
-        their index into the records."""
-        s, k, p, n = new.index
-        idx = (s, k + k0, p, n)
+    def add(self, idx: tuple, new: waterfall.NewDefaults, t: int) -> tuple:
+        """Record this month's defaults at ``idx`` (s, k, p, l) of the records; return ``idx``."""
         self.month[idx] = t
         self.cause[idx] = new.cause
         self.exposure[idx] = new.exposure
         self.reserve[idx] = new.reserve
         self.annual_rate[idx] = new.annual_rate
         return idx
+
+
+@dataclass
+class LiveCells:
+    """The (scenario, tenor, path, loan) cells the month loop still simulates, in C order of the
+    (S, K, P, L) grid, and what each needs of the problem: one entry per cell. Cells whose loan has
+    defaulted or been repaid are dropped (``keep``), so finished loans cost nothing."""
+
+    grid: tuple  # (S, K, P, L)
+    flat: object  # index into the grid
+    spl: object  # index into (S, P, L) arrays (market and cash flow of the cell's path)
+    sl: object  # index into (S, L) arrays
+    kl: object  # index into (K, L) arrays
+    tenor: object  # maturity month
+    exogenous_month: object  # first month the copula draw is at or below the default threshold (T + 1: never)
+    reserve_target: object  # USD
+    dscr_min: object
+    ltv_max: object
+    refinanced: object  # bullet or balloon
+    fan: object  # positions of the cells of the fan paths p < F ...
+    fan_flat: object  # ... and their index into (S, K, F, L)
+
+    @classmethod
+    def every(cls, xp, prob: Problem, P: int, F: int, exogenous_month, dtype) -> "LiveCells":
+        """All S x K x P x L cells; ``exogenous_month`` (S, P, L)."""
+        S, K, L = prob.shape
+        grid = (S, K, P, L)
+        s, k, p, l = (xp.arange(n, dtype=xp.int64).reshape([-1 if d == i else 1 for d in range(4)])
+                      for i, n in enumerate(grid))
+        cell = lambda a, dt=None: xp.broadcast_to(a if dt is None else xp.asarray(a, dtype=dt), grid).reshape(-1)  # noqa: E731
+        fan = (xp.arange(S * K)[:, None, None] * P * L + xp.arange(F * L).reshape(1, F, L)).reshape(-1)
+        return cls(grid=grid, flat=xp.arange(S * K * P * L, dtype=xp.int64), spl=cell((s * P + p) * L + l),
+                   sl=cell(s * L + l), kl=cell(k * L + l), tenor=cell(prob.tenor[None, :, None, :], xp.int64),
+                   exogenous_month=cell(exogenous_month[:, None]),
+                   reserve_target=cell(prob.reserve_target[None, :, None, :], dtype), dscr_min=cell(prob.dscr_min, dtype),
+                   ltv_max=cell(prob.ltv_max, dtype), refinanced=cell(prob.refinanced, bool), fan=fan,
+                   fan_flat=xp.arange(S * K * F * L, dtype=xp.int64))
+
+    def keep(self, xp, mask) -> "LiveCells":
+        """The cells where ``mask`` (N,) is true."""
+        fields = {name: xp.compress(mask, getattr(self, name)) for name in self.__dataclass_fields__
+                  if name not in ("grid", "fan", "fan_flat")}
+        is_fan = xp.zeros(mask.shape, dtype=bool)
+        is_fan[self.fan] = True
+        fan_flat = xp.zeros(mask.shape, dtype=xp.int64)
+        fan_flat[self.fan] = self.fan_flat
+        kept = xp.compress(mask, is_fan)
+        return LiveCells(grid=self.grid, **fields, fan=xp.flatnonzero(kept),
+                         fan_flat=xp.compress(kept, xp.compress(mask, fan_flat)))
 
 
 def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int,
@@ -281,15 +330,13 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 
     cures = prob.rules.max_cures > 0
-    st = waterfall.open_state(xp, (S, K, P, L), prob.principal, prob.reserve_target, dtype,
-                              cure_capacity=prob.cure_capacity if cures else None)
+    cells = LiveCells.every(xp, prob, P, F, _exogenous_month(xp, prob, copula), dtype)
+    per_cell = lambda a: xp.broadcast_to(dev(a), cells.grid).reshape(-1)  # noqa: E731  (L,) -> every cell
+    st = waterfall.open_state(xp, per_cell(prob.principal), cells.reserve_target, dtype,
+                              cure_capacity=per_cell(prob.cure_capacity) if cures else None)
     equity = xp.zeros((S, K, P, L), dtype=xp.float64) if cures else None  # injected per cell, USD
     rec = DefaultRecords.empty(xp, (S, K, P, L), dtype)
     borrower = dev(prob.borrower) if prob.borrower is not None else None
-    refinanced, dscr_min, ltv_max = dev(prob.refinanced, bool), dev(prob.dscr_min), dev(prob.ltv_max)
-    reserve_target = dev(prob.reserve_target)[None, :, None, :]
-    last_month = prob.tenor.max(axis=1)  # (K,) ascending
-    k0 = 0  # tenors before k0 have all matured: their cells are no longer simulated
     pending = {}  # month of sale -> index tuple of the loans that defaulted `lag` months before
     weight = dev(prob.principal)
     price_fan = np.full((S, F, len(prob.market.chips), T), np.nan)
@@ -311,53 +358,47 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
             value = recovery.collateral_value(xp, loan_price, dev(prob.value_income[:, i]),
                                               dev(prob.value_cost[:, i]), dev(prob.scrap))
         if t <= T:
-            while last_month[k0] < t:
-                k0 += 1
-                st.drop_leading_tenors(1)
             util = market.utilization(xp, prob.market, demand, chip, seed, paths, t, dtype)
             cfads = (dev(prob.contract_revenue[:, i]) - dev(prob.opex_base[:, :, i])[:, None, :]
                      + util * (dev(prob.merchant_hours[:, i]) * loan_price - dev(prob.opex_slope[:, :, i])[:, None, :]))
             if ap is not None and t % ap.every == 0:
                 appraised = (dev(prob.gpus_alive[:, i]) * _appraise(xp, prob, mstate, t, *every_cell).reshape(S, P, L)
                              ).astype(dtype)
-            collateral = (dev(prob.gpus_alive[:, i]) * value if ap is None else appraised)[:, None]
-            opening = st.balance[:, :, :F]
-            was_live = st.active[:, :, :F].copy()  # step() clears defaulted cells in place
-            matures = prob.tenor[k0:] == t
+            collateral = dev(prob.gpus_alive[:, i]) * value if ap is None else appraised  # (S, P, L)
+            cell_collateral = xp.take(collateral, cells.spl)
+            if F:
+                opening, was_live = xp.take(st.balance, cells.fan), xp.take(st.active, cells.fan)  # step() replaces both
+            cross = None if borrower is None else functools.partial(
+                waterfall.spread_to_borrower, xp, borrower, cells.flat, cells.grid)
             new, service = waterfall.step(
-                xp, st, t, prob.rules, cfads=cfads[:, None], ltv_limit=ltv_max * collateral,
-                refi_limit=prob.rules.refi_ltv_max * collateral,
-                monthly_rate=dev(prob.monthly_rate[:, :, i])[:, None, None, :],
-                regular_balance=dev(prob.regular_balance[k0:, :, i])[None, :, None, :],
-                at_maturity=xp.asarray(matures)[None, :, None, :] if matures.any() else None,
-                exogenous_hit=copula <= xp.asarray(prob.exogenous_threshold[:, :, i])[:, None, None, :],
-                borrower=borrower, refinanced=refinanced, dscr_min=dscr_min,
-                reserve_target=reserve_target[:, k0:])
+                xp, st, t, prob.rules, cfads=xp.take(cfads, cells.spl), ltv_limit=cells.ltv_max * cell_collateral,
+                refi_limit=prob.rules.refi_ltv_max * cell_collateral,
+                monthly_rate=xp.take(dev(prob.monthly_rate[:, :, i]), cells.sl),
+                regular_balance=xp.take(dev(prob.regular_balance[:, :, i]), cells.kl),
+                at_maturity=cells.tenor == t if (prob.tenor == t).any() else None,
+                exogenous_hit=cells.exogenous_month <= t, cross=cross, refinanced=cells.refinanced,
+                dscr_min=cells.dscr_min, reserve_target=cells.reserve_target)
             if cures:
-                equity[:, k0:] += st.injected
+                equity.reshape(-1)[cells.flat] += st.injected
             if new is not None:
-                pending[t + prob.lag] = rec.add(new, t, k0)
+                idx = xp.unravel_index(cells.flat[new.index[0]], cells.grid)
+                pending[t + prob.lag] = rec.add(idx, new, t)
             if F:
                 price_fan[:, :, :, i] = to_host(price[:, :F])
-                w = xp.where(was_live, weight, 0.0)
-                wsum = w.sum(-1)
-                serviced = was_live & (service[:, :, :F] >= MIN_SERVICE)  # nothing (or under a cent) due: no DSCR
-                w_dscr = xp.where(serviced, weight, 0.0)
-                w_dscr_sum = w_dscr.sum(-1)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ltv = xp.where(was_live, opening / collateral[:, :, :F], 0.0)
-                    dscr = xp.where(serviced, cfads[:, None, :F] / xp.where(serviced, service[:, :, :F], 1.0), 0.0)
-                    ltv_fan[:, k0:, :, i] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
-                    dscr_fan[:, k0:, :, i] = to_host(
-                        xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
+                _fan_month(xp, cells, (S, K, F, L), opening, was_live, service[cells.fan], collateral[:, None, :F],
+                           cfads[:, None, :F], weight, ltv_fan[:, :, :, i], dscr_fan[:, :, :, i], to_host)
+            live = st.active
+            if int(xp.count_nonzero(live)) < COMPACT_BELOW * live.size:
+                st.keep(live)
+                cells = cells.keep(xp, live)
         idx = pending.pop(t, None)
         if idx is not None:  # collateral of the loans that defaulted `lag` months ago is sold now
             s_, k_, p_, l_ = idx
             if ap is None:
                 sold = value[s_, p_, l_]
             else:  # a fresh appraisal at the sale month, of the (scenario, path) cells with a sale only
-                cells, which = xp.unique(s_.astype(xp.int64) * P + p_, return_inverse=True)
-                sold = _appraise(xp, prob, mstate, t, cells // P, cells % P)[which.reshape(-1), l_].astype(dtype)
+                sales, which = xp.unique(s_.astype(xp.int64) * P + p_, return_inverse=True)
+                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P)[which.reshape(-1), l_].astype(dtype)
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
@@ -379,6 +420,41 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         lost = xp.where(rec.month > 0, cell, 0.0)  # injected before a default: the sponsor loses it
         res.loan_equity_lost, res.loan_equity_lost_sq = to_host(lost.sum(2)), to_host((lost * lost).sum(2))
     return res
+
+
+def _exogenous_month(xp, prob: Problem, copula):
+    """(S, P, L) int16: the first month t <= T at which the cell's copula draw (1, 1, P, L) is at or
+    below its exogenous default threshold (S, L, T), T + 1 when it never is. A live loan defaults
+    at that month (exogenous), so the month's test ``copula <= threshold`` is ``month <= t``."""
+    S, _, L = prob.shape
+    T = prob.months
+    first = xp.full((S,) + copula.shape[2:], T + 1, dtype=xp.int16)
+    for i in range(T - 1, -1, -1):  # from the last month back: the earliest hit is written last
+        hit = copula[0, 0] <= xp.asarray(prob.exogenous_threshold[:, :, i])[:, None, :]
+        first[hit] = i + 1
+    return first
+
+
+def _fan_month(xp, cells: LiveCells, shape, opening, was_live, service, collateral, cfads, weight, ltv_out, dscr_out,
+               to_host) -> None:
+    """One month of the LTV and DSCR fans (S, K, F) into ``ltv_out`` and ``dscr_out``: the
+    principal-weighted means over the loans live at the start of the month, from the fan cells'
+    opening balance, liveness and debt service (positions ``cells.fan``)."""
+    live = xp.zeros(shape, dtype=bool)
+    live.reshape(-1)[cells.fan_flat] = was_live
+    dense_opening, dense_service = xp.zeros(shape, dtype=opening.dtype), xp.zeros(shape, dtype=service.dtype)
+    dense_opening.reshape(-1)[cells.fan_flat] = opening
+    dense_service.reshape(-1)[cells.fan_flat] = service
+    w = xp.where(live, weight, 0.0)
+    wsum = w.sum(-1)
+    serviced = live & (dense_service >= MIN_SERVICE)  # nothing (or under a cent) due: no DSCR
+    w_dscr = xp.where(serviced, weight, 0.0)
+    w_dscr_sum = w_dscr.sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ltv = xp.where(live, dense_opening / collateral, 0.0)
+        dscr = xp.where(serviced, cfads / dense_service, 0.0)
+        ltv_out[...] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
+        dscr_out[...] = to_host(xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
 
 
 def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path):

@@ -161,11 +161,11 @@ def _simulate(be: _backend.Backend, prob: Problem, seed: int, start: int, stop: 
 
 
 class LocalExecutor:
-    """The chunks one after another in this process, on the backend chosen by ``backend``."""
+    """The chunks one after another in this process, on the run's backend ``be``."""
 
-    def __init__(self, cfg: StressConfig):
-        self.be = _backend.select(cfg.backend)
-        self.backend, self.device = self.be.name, self.be.device
+    def __init__(self, cfg: StressConfig, be: _backend.Backend):
+        self.be = be
+        self.backend, self.device = be.name, be.device
 
     def map(self, prob: Problem, todo, seed, fan_paths, precision, keep_paths) -> Iterator[ChunkResult]:
         for a, b in todo:
@@ -207,7 +207,7 @@ class DaskExecutor:
 
     IN_FLIGHT_PER_WORKER = 4  # chunks submitted ahead per worker: the scheduler never holds every chunk of a huge run
 
-    def __init__(self, cfg: StressConfig):
+    def __init__(self, cfg: StressConfig, be: _backend.Backend):
         ex = cfg.executor
         try:
             from distributed import Client, LocalCluster
@@ -215,9 +215,9 @@ class DaskExecutor:
             raise ConfigError("executor.kind=dask needs Dask: pip install 'gpu-credit-stress[dask]' "
                               "(or pip install 'dask[distributed]')") from None
         self.cluster = self.client = None
-        # the workers' engine: CuPy with executor.gpus (or backend=cupy), the host kernel with
-        # backend=host, else numpy (backend=auto decides nothing about machines it cannot see)
-        self.backend = "cupy" if ex.gpus or cfg.backend == "cupy" else "host" if cfg.backend == "host" else "numpy"
+        # the workers' engine: CuPy with executor.gpus, else the run's backend as resolved on this
+        # machine (backend=auto chose it once: every worker runs that engine, by name)
+        self.backend = "cupy" if ex.gpus else be.name
         # Dask logs every worker start and stop at INFO, which the CLI's (Hydra's) root handler would print
         self._logger = logging.getLogger("distributed")
         self._old_level = self._logger.level
@@ -308,10 +308,10 @@ class DaskExecutor:
 
 
 @contextlib.contextmanager
-def start(cfg: StressConfig):
-    """The executor of ``cfg.executor``; a Dask cluster started here is closed on the way out,
-    also on an error or Ctrl-C."""
-    ex = DaskExecutor(cfg) if cfg.executor.kind == "dask" else LocalExecutor(cfg)
+def start(cfg: StressConfig, be: _backend.Backend):
+    """The executor of ``cfg.executor`` running the engine of ``be`` (stress.backend.select, once per
+    run); a Dask cluster started here is closed on the way out, also on an error or Ctrl-C."""
+    ex = DaskExecutor(cfg, be) if cfg.executor.kind == "dask" else LocalExecutor(cfg, be)
     try:
         yield ex
     finally:

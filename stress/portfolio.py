@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .errors import TapeError
 
@@ -333,6 +331,9 @@ def _refuse_other_separators(path: Path, text: str, header: list[str]) -> None:
 
 def _read_parquet(path: Path) -> _Table:
     """Cells converted to text (null -> empty) so that CSV and Parquet share one validation."""
+    import pyarrow as pa  # imported here: only Parquet tapes need it
+    import pyarrow.parquet as pq
+
     try:
         with pq.ParquetFile(path) as file:  # not pq.read_table: it fails on duplicated column names
             table = file.read()

@@ -1,5 +1,6 @@
-"""One month of the debt waterfall and the default rules, for every
-(scenario, tenor, path, loan) cell at once. Array-library generic: ``xp`` is numpy or cupy.
+"""One month of the debt waterfall and the default rules, for every live
+(scenario, tenor, path, loan) cell at once, one array entry per cell (the engine keeps only the
+cells still running: see stress/engine.py). Array-library generic: ``xp`` is numpy or cupy.
 
 Order of the rules inside a month, which is also the priority of causes when several fire:
 payment (CFADS plus reserve cannot pay the debt service), covenant (LTV above ``ltv_max`` for
@@ -50,17 +51,13 @@ class Rules:
 
 @dataclass
 class LoanState:
-    """Month-to-month state of the loan cells still running, shape (S, K', P, L).
-
-    K' can be smaller than the number of tenors: the engine drops the leading tenors once they
-    have all matured (tenors are sorted ascending), so finished loans cost nothing.
-    """
+    """Month-to-month state of the N loan cells the engine still simulates, shape (N,) each."""
 
     balance: object  # outstanding principal, USD
     reserve: object  # debt service reserve, USD
     active: object  # neither defaulted nor repaid
     breach: object  # consecutive months with LTV above ltv_max
-    cfads1: object  # CFADS of the last two months, (S, 1, P, L)
+    cfads1: object  # CFADS of the last two months
     cfads2: object
     service1: object  # debt service of the last two months
     service2: object
@@ -68,53 +65,54 @@ class LoanState:
     capacity: object = None  # equity the sponsor can still inject, USD
     injected: object = None  # equity injected by this month's cure, USD (0 where none)
 
-    def drop_leading_tenors(self, n: int) -> None:
-        """Forget the first n tenors (all their loans have matured or defaulted)."""
-        names = ("balance", "reserve", "active", "breach", "service1", "service2")
+    def keep(self, mask) -> None:
+        """Keep the cells where ``mask`` (N,) is true, in their order (the others have finished)."""
+        names = ("balance", "reserve", "active", "breach", "cfads1", "cfads2", "service1", "service2")
         for name in names + (("cures", "capacity") if self.cures is not None else ()):
-            setattr(self, name, getattr(self, name)[:, n:])
+            setattr(self, name, getattr(self, name)[mask])
 
 
 @dataclass(frozen=True)
 class NewDefaults:
     """Loans that defaulted this month: index tuple into the state, and what the records keep."""
 
-    index: tuple  # (s, k, p, l) arrays
+    index: tuple  # (positions,) of the defaulted cells among the N of the state
     cause: object  # int8, index into CAUSES
     exposure: object  # outstanding principal at default, USD
     reserve: object  # reserve balance at default, USD
     annual_rate: object  # loan rate at default, per year
 
 
-def open_state(xp, shape, principal, reserve_target, dtype, cure_capacity=None) -> LoanState:
-    """State at the valuation date: full principal, reserve funded to target, no history; with
-    ``cure_capacity`` (L,) USD, no cure used yet and that much equity to inject."""
-    s, k, p, n = shape
+def open_state(xp, principal, reserve_target, dtype, cure_capacity=None) -> LoanState:
+    """State at the valuation date of N cells with ``principal`` and ``reserve_target`` (N,) USD:
+    full principal, reserve funded to target, no history; with ``cure_capacity`` (N,) USD, no cure
+    used yet and that much equity to inject."""
+    shape = principal.shape
     cures = {} if cure_capacity is None else dict(
-        cures=xp.zeros(shape, dtype=xp.int16),
-        capacity=xp.broadcast_to(xp.asarray(cure_capacity, dtype=dtype), shape).copy())
+        cures=xp.zeros(shape, dtype=xp.int16), capacity=xp.asarray(cure_capacity, dtype=dtype).copy())
     return LoanState(**cures,
-        balance=xp.broadcast_to(xp.asarray(principal, dtype=dtype), shape).copy(),
-        reserve=xp.broadcast_to(xp.asarray(reserve_target, dtype=dtype)[None, :, None, :], shape).copy(),
+        balance=xp.asarray(principal, dtype=dtype).copy(),
+        reserve=xp.asarray(reserve_target, dtype=dtype).copy(),
         active=xp.ones(shape, dtype=bool),
         breach=xp.zeros(shape, dtype=xp.int16),
-        cfads1=xp.zeros((s, 1, p, n), dtype=dtype),
-        cfads2=xp.zeros((s, 1, p, n), dtype=dtype),
+        cfads1=xp.zeros(shape, dtype=dtype),
+        cfads2=xp.zeros(shape, dtype=dtype),
         service1=xp.zeros(shape, dtype=dtype),
         service2=xp.zeros(shape, dtype=dtype),
     )
 
 
 def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limit, monthly_rate,
-         regular_balance, at_maturity, refinanced, reserve_target, dscr_min, exogenous_hit, borrower=None):
-    """Advance every loan cell through month t; return (NewDefaults or None, debt service).
+         regular_balance, at_maturity, refinanced, reserve_target, dscr_min, exogenous_hit, cross=None):
+    """Advance the N cells of ``st`` through month t; return (NewDefaults or None, debt service).
 
-    cfads (S,1,P,L) USD; ltv_limit = ltv_max x collateral and refi_limit = refi_ltv_max x
-    collateral (S,1,P,L) USD; monthly_rate (S,1,1,L); regular_balance (1,K,1,L);
-    at_maturity (1,K,1,L) bool, or None in a month where no loan matures; refinanced, dscr_min (L,);
-    reserve_target (1,K,1,L) USD; exogenous_hit (S,1,P,L) bool; borrower: one-hot (L, B) matrix
-    when cross-default is on. Cells that are no longer active are computed too (cheaper than
-    masking) but never produce events; their balance and reserve are meaningless.
+    Every input is one value per cell, (N,): cfads USD; ltv_limit = ltv_max x collateral and
+    refi_limit = refi_ltv_max x collateral USD; monthly_rate; regular_balance USD; at_maturity
+    bool, or None in a month where no loan matures; refinanced, dscr_min; reserve_target USD;
+    exogenous_hit bool. ``cross``: with cross-default, (index, cause, active) -> (index, own cause,
+    cause) spreading each borrower's defaults (``spread_to_borrower``). Cells that are no longer
+    active are computed too (until the engine drops them) but never produce events; their balance
+    and reserve are meaningless.
     """
     shape = st.balance.shape
     b0, r0 = st.balance, st.reserve
@@ -167,12 +165,8 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
         if rules.payment:
             cause[payment_hit[idx]] = PAYMENT
         own = cause
-        if borrower is not None:
-            dense = xp.zeros(shape, dtype=xp.int8)
-            dense[idx] = cause
-            spread = _cross_default(xp, dense, st.active, borrower)
-            idx = xp.nonzero(spread)
-            own, cause = dense[idx], spread[idx]
+        if cross is not None:
+            idx, own, cause = cross(idx, cause, st.active)
         refi_cause = own == REFINANCING  # a cross-default pre-empts the payment, like any other cause
         new = NewDefaults(index=idx, cause=cause,
                           exposure=xp.where(refi_cause, b1[idx], b0[idx]),
@@ -186,6 +180,19 @@ def step(xp, st: LoanState, t: int, rules: Rules, *, cfads, ltv_limit, refi_limi
     st.cfads2, st.cfads1 = st.cfads1, cfads
     st.service2, st.service1 = st.service1, service
     return new, service
+
+
+def spread_to_borrower(xp, borrower, flat, grid, idx, cause, active):
+    """Cross-default of the cells at ``flat`` (N,), their index into the (S, K, P, L) ``grid``:
+    the new defaults ``cause`` at positions ``idx`` spread to the live loans of their borrowers
+    (``borrower`` one-hot (L, B)); returns (positions, own cause, cause) of every defaulting cell."""
+    dense = xp.zeros(grid, dtype=xp.int8)
+    dense.reshape(-1)[flat[idx]] = cause
+    live = xp.zeros(grid, dtype=bool)
+    live.reshape(-1)[flat] = active
+    spread = _cross_default(xp, dense, live, borrower).reshape(-1)[flat]  # nonzero only on live or new cells
+    idx = xp.nonzero(spread)
+    return idx, dense.reshape(-1)[flat][idx], spread[idx]
 
 
 def _cross_default(xp, cause, live, borrower):

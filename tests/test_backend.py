@@ -2,11 +2,12 @@
 the CUDA engine against the numpy reference."""
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
 
-from stress import backend, engine, gpu, results, run, tape_path
+from stress import backend, engine, gpu, hostkernel, results, run, tape_path
 from stress.config import to_schema
 from stress.errors import ConfigError
 from stress.portfolio import load_portfolio
@@ -32,11 +33,60 @@ def test_cupy_backend_without_a_gpu_is_a_clear_user_error(monkeypatch):
         backend.select("cupy")
 
 
-def test_auto_falls_back_to_numpy_and_says_why(monkeypatch, caplog):
+@pytest.fixture
+def no_gpu(monkeypatch):
     monkeypatch.setattr(backend, "_cupy", lambda: (None, "CuPy found no CUDA device"))
+
+
+@pytest.fixture
+def no_compiler(monkeypatch):
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    hostkernel.load.cache_clear()
+    yield
+    hostkernel.load.cache_clear()
+
+
+def test_auto_without_gpu_or_compiler_falls_back_to_numpy_and_says_why(no_gpu, no_compiler, caplog):
     with caplog.at_level(logging.INFO, logger="stress"):
         assert backend.select("auto").name == "numpy"
     assert "CuPy found no CUDA device" in caplog.text
+    assert "host-compiled kernel is not available" in caplog.text and "g++ was not found" in caplog.text
+
+
+def test_host_without_compiler_is_a_clear_user_error(no_compiler):
+    with pytest.raises(ConfigError, match="backend=host needs the kernels compiled as host C\\+\\+"):
+        backend.select("host")
+
+
+@pytest.mark.kernels
+def test_auto_without_gpu_chooses_the_host_kernel_and_says_why(no_gpu, caplog):
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    with caplog.at_level(logging.INFO, logger="stress"):
+        assert backend.select("auto").name == "host"
+    assert "using the host-compiled kernel" in caplog.text and "CuPy found no CUDA device" in caplog.text
+
+
+def test_auto_with_importance_sampling_chooses_numpy_and_says_why(no_gpu, caplog):
+    with caplog.at_level(logging.INFO, logger="stress"):
+        assert backend.select("auto", importance_sampling=True).name == "numpy"
+    assert "mc.importance_sampling runs on backend=numpy only" in caplog.text
+
+
+@pytest.mark.kernels
+def test_auto_run_is_the_host_run_bit_for_bit_and_resolved_once(no_gpu, monkeypatch, caplog):
+    """backend=auto without a GPU is the host run to the last bit, and it is resolved (and logged) once."""
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    common = ["scenario=[baseline,ai_winter]", "tenors=[36]", "mc.paths=60", "mc.fan_paths=6", "mc.chunk_paths=20",
+              "output.paths=true"]
+    with caplog.at_level(logging.INFO, logger="stress"):
+        auto = run(config(common + ["backend=auto"]))
+    assert caplog.text.count("backend=auto:") == 1
+    host = run(config(common + ["backend=host"]))
+    assert auto.attrs["backend"] == host.attrs["backend"] == "host"
+    for name in auto.data_vars:
+        np.testing.assert_array_equal(auto[name].values, host[name].values, err_msg=name)
 
 
 def test_memory_retry_halves_the_chunk_and_changes_no_path():

@@ -18,8 +18,9 @@ from stress.portfolio import load_portfolio
 
 from support import config
 
+# the executor's machinery on the reference engine (Interrupt below stops engine.simulate, numpy's)
 SMALL = ["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=120", "mc.fan_paths=30", "mc.chunk_paths=25",
-         "quiet=true"]
+         "quiet=true", "backend=numpy"]
 N_CHUNKS = 5  # 120 paths in chunks of 25
 
 
@@ -74,6 +75,24 @@ def test_two_worker_local_cluster_is_bit_for_bit_the_local_run(clean, tmp_path, 
     with xr.open_dataset(tmp_path / "out" / "results.nc") as saved:
         np.testing.assert_array_equal(saved.loss.values, clean.loss.values)
     assert not (tmp_path / "out" / "chunks").exists()  # removed once the dataset is written
+
+
+@pytest.mark.kernels
+def test_dask_workers_run_the_engine_backend_auto_resolved(monkeypatch):
+    """backend=auto is resolved once, where the run starts: without a GPU but with g++ the Dask
+    workers run the host kernel too, and the dataset is the local host run's to the last bit."""
+    import shutil
+
+    from stress import backend
+
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    monkeypatch.setattr(backend, "_cupy", lambda: (None, "CuPy found no CUDA device"))
+    common = [o for o in SMALL if not o.startswith("backend=")]
+    local = run(config(common + ["backend=host"]))
+    ds = run(config(common + ["backend=auto", "executor.kind=dask", "executor.workers=1"]))
+    assert ds.attrs["backend"] == "host"
+    assert_identical(local.drop_attrs(), ds.drop_attrs())
 
 
 def test_dask_cluster_is_closed_when_the_run_is_interrupted(monkeypatch):
