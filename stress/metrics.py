@@ -32,7 +32,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
 NOISY_SHARE = 0.10  # a figure whose Monte Carlo standard error exceeds this share of it is flagged as noisy
 
@@ -87,6 +86,8 @@ def se_text(se: float, digits: int = 1) -> str:
 def _bootstrap_weights(n: int, j: int) -> np.ndarray:
     """P(the j-th smallest of n losses resampled with replacement is the i-th smallest of the
     sample), i = 1..n: P(Binomial(n, i/n) >= j) - P(Binomial(n, (i-1)/n) >= j)."""
+    from scipy import stats  # imported when first needed: ``import stress`` stays light
+
     return np.diff(stats.binom.sf(j - 1, n, np.arange(n + 1) / n))
 
 
