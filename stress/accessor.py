@@ -14,7 +14,6 @@ import xarray as xr
 
 from . import metrics
 from .config import is_tape
-from .results import loan_tenors
 
 GROUPS = {"borrower": "borrower", "chip": "loan_chip"}  # loss_by(group=...) -> the loan coordinate
 
@@ -73,6 +72,8 @@ class StressAccessor:
         frame = pd.DataFrame(columns)
         pd_ok = (ds.pd <= pd_limit).transpose(*rows, "tenor").values  # (..., K), tenors ascending
         n_safe = np.cumprod(pd_ok, axis=-1).astype(bool).sum(-1, keepdims=True)
+        from .results import loan_tenors  # not at import: this module loads while stress.results imports xarray
+
         months = np.broadcast_to(loan_tenors(ds).transpose("loan", "tenor").values, pd_ok.shape)
         longest = np.take_along_axis(months, np.maximum(n_safe - 1, 0), axis=-1)[..., 0].reshape(-1)
         frame["max_safe_tenor"] = pd.array([m if n else pd.NA for m, n in zip(longest, n_safe.reshape(-1))],
