@@ -33,6 +33,7 @@ BELOW_TABLE = "Ca"  # a probability of loss above the table's lowest rating (Caa
 # Investors Service, "The Binomial Expansion Method Applied to CBO/CLO Analysis", December 1996,
 # and reproduced in Moody's CDO rating methodologies, e.g. "Moody's Approach to Rating
 # Collateralized Loan Obligations"). These are targets of the rating scale, not observed rates.
+# Transcribed from public reproductions; only the 1-year column is cross-checked so far.
 IDEALISED = {
     "Aaa": (0.0001, 0.0002, 0.0007, 0.0018, 0.0029, 0.0040, 0.0052, 0.0066, 0.0082, 0.0100),
     "Aa1": (0.0006, 0.0030, 0.0100, 0.0210, 0.0310, 0.0420, 0.0540, 0.0670, 0.0820, 0.1000),
