@@ -322,13 +322,14 @@ def compose(overrides: Sequence[str] = (), config_dir: str | Path | None = None)
     from omegaconf.errors import OmegaConfBaseException
 
     register_schemas()
+    root = conf_dir() if config_dir is None else Path(config_dir).expanduser().resolve()
+    dirs = config_dirs(None if config_dir is None else str(root))
     try:
-        root = conf_dir() if config_dir is None else Path(config_dir).expanduser().resolve()
         with initialize_config_dir(config_dir=str(root), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
     except (HydraException, OmegaConfBaseException, *file_errors()) as exc:
-        raise ConfigError(f"invalid config: {explain(exc)}") from None
-    refuse_interpolations(cfg, overrides, [root, *([] if config_dir is None else [conf_dir()])])
+        raise ConfigError(f"invalid config: {explain(exc, dirs)}") from None
+    refuse_interpolations(cfg, overrides, dirs)
     if config_dir is not None:
         with open_dict(cfg):
             cfg.config_dir = str(root)

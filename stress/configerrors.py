@@ -131,11 +131,12 @@ def file_errors() -> tuple[type, ...]:
     return (yaml.YAMLError, UnicodeDecodeError, OSError)
 
 
-def explain(exc: BaseException) -> str:
+def explain(exc: BaseException, search_dirs: typing.Sequence[Path] = ()) -> str:
     """One message, starting with the key (or the file), for an error raised while composing or
-    merging a config (Hydra's messages suggest '+key=value' for a typo and list search paths)."""
+    merging a config (Hydra's messages suggest '+key=value' for a typo and list search paths);
+    ``search_dirs``: the config folders, where a malformed interpolation is looked up by line."""
     from hydra.errors import MissingConfigException, OverrideParseException
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 
     if isinstance(exc, file_errors()) and not isinstance(exc, (MissingConfigException, OmegaConfBaseException)):
         return _explain_file(exc)  # MissingConfigException is an OSError too
@@ -148,9 +149,23 @@ def explain(exc: BaseException) -> str:
     if isinstance(exc, OverrideParseException):
         return f"cannot read the override {exc.override!r}: {_first_paragraph(exc.message)}"
     cause = exc if isinstance(exc, OmegaConfBaseException) else exc.__cause__
+    if isinstance(cause, GrammarParseError):
+        return _explain_grammar(cause, search_dirs)
     if isinstance(cause, OmegaConfBaseException):
         return _explain_omegaconf(cause, _override_key(text))
     return _first_paragraph(text)
+
+
+def _explain_grammar(err, search_dirs: typing.Sequence[Path]) -> str:
+    """A '${' that is not even a well-formed interpolation (OmegaConf fails to parse it while merging,
+    before any check of ours sees the value): the file lines holding one, else the key."""
+    where = [f"{f}: line {i}" for d in search_dirs for f in sorted(Path(d).rglob("*.yaml"))
+             for i, line in enumerate(f.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+             if "${" in line]
+    key = str(getattr(err, "full_key", "") or "")
+    return (f"{', '.join(where) or key or 'a config value'}: holds '${{', the start of an interpolation that "
+            f"cannot be read ({str(err).splitlines()[0]}{f' at {key}' if key and where else ''}); config values "
+            "are taken literally and may not hold interpolations: write the value itself")
 
 
 def _explain_file(exc: BaseException) -> str:

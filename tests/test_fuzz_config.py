@@ -219,6 +219,8 @@ BROKEN_FILES = {  # bytes -> what the message says, after the file's path (raise
     "NUL byte": (b"\x00name: a\n", r"not a YAML text file \(character #x0000 at position 0\)"),
     "latin-1": ("name: caf\u00e9\n".encode("latin-1"), r"not a UTF-8 text file \(byte b'\\xe9' at position 9\)"),
     "single value": (b"42\n", r"must hold a mapping of keys \(key: value lines\), not a single int value"),
+    # a '${' OmegaConf cannot even parse fails while merging, before the interpolation check (hypothesis found it)
+    "malformed interpolation": (b"odd:\n  description: ${\n  shocks: []\n", r"line 2\b.*holds '\$\{', the start of"),
 }
 
 
