@@ -452,7 +452,7 @@ def _fan_month(xp, cells: LiveCells, shape, opening, was_live, service, collater
     w_dscr_sum = w_dscr.sum(-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         ltv = xp.where(live, dense_opening / collateral, 0.0)
-        dscr = xp.where(serviced, cfads / dense_service, 0.0)
+        dscr = xp.where(serviced, cfads / xp.where(serviced, dense_service, 1.0), 0.0)  # no 1/1e-300 overflow
         ltv_out[...] = to_host(xp.where(wsum > 0, (w * ltv).sum(-1) / wsum, xp.nan))
         dscr_out[...] = to_host(xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
 
