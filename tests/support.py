@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, settings
 from omegaconf import OmegaConf
 from scipy import stats
 
@@ -80,3 +81,12 @@ def assert_se_matches_seed_spread(values, standard_errors) -> None:
     n = len(values)
     statistic = (n - 1) * np.var(values, ddof=1) / np.mean(np.square(standard_errors))
     assert stats.chi2.ppf(0.0005, n - 1) < statistic < stats.chi2.ppf(0.9995, n - 1), (values, standard_errors)
+
+
+def examples(n: int, *, shrink: bool = True, suppress=(HealthCheck.filter_too_much,)) -> settings:
+    """Hypothesis settings of the fuzz and invariant tests: ``n`` examples, the same ones on every run
+    (derandomized, no example database), no deadline; ``shrink=False`` for tests whose examples are
+    too slow to shrink."""
+    phases = {} if shrink else {"phases": [Phase.explicit, Phase.generate]}
+    return settings(max_examples=n, deadline=None, derandomize=True, database=None, **phases,
+                    suppress_health_check=[HealthCheck.too_slow, *suppress])

@@ -22,21 +22,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, given
 from hypothesis import strategies as st
 
 import stress
 from stress.errors import StressError
-from support import REPO, write_tape
+from support import REPO, examples, write_tape
 
-
-def examples(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    phases=[Phase.explicit, Phase.generate],  # no shrinking: a run costs ~0.5 s
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-
-
-FAST, LONG = examples(8), examples(150)
+NO_SHRINK = dict(shrink=False, suppress=(HealthCheck.function_scoped_fixture,))  # a run costs ~0.5 s
+FAST, LONG = examples(8, **NO_SHRINK), examples(150, **NO_SHRINK)
 MARKET = yaml.safe_load((REPO / "conf" / "market" / "gpu_2026q4.yaml").read_text())
 SCENARIO = yaml.safe_load((REPO / "conf" / "scenario" / "severely_adverse.yaml").read_text())
 # A message names the file, or a key of the market or scenario (or, for a chip the market lost, the

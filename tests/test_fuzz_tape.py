@@ -23,22 +23,18 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import stress
 from stress.errors import TapeError
 from stress.portfolio import COLUMNS, LIMITS, load_portfolio
-from support import LOAN
+from support import LOAN, examples
 
 CHIPS = ("A100", "H100", "H200", "B200", "GB200")
 TEXT_COLUMNS = ("loan_id", "borrower", "chip", "rate_type", "amortization")
 NUMBER_COLUMNS = tuple(c for c in COLUMNS if c not in TEXT_COLUMNS)
 INTEGER_COLUMNS = ("gpus", "age_months", "tenor_months", "contract_months")
-
-def examples(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 FAST = examples(150)  # parsing only: milliseconds per example

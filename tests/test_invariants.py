@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import stress
@@ -24,7 +24,7 @@ from stress import results
 from stress.config import to_schema
 from stress.errors import ConfigError
 from stress.portfolio import COLUMNS
-from support import LOAN, NEAR_ZERO_RATE_LOAN, config
+from support import LOAN, NEAR_ZERO_RATE_LOAN, config, examples
 
 # No RuntimeWarning is expected here: the engine guards its divisions (a DSCR only where debt
 # service is due, fans only over live loans). One is an error, so that a green run is clean.
@@ -33,10 +33,6 @@ pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 CHIPS = ("A100", "H100", "H200", "B200", "GB200")
 LAUNCHES = ("Rubin", "Rubin_Ultra", "Feynman")
 
-
-def examples(n: int) -> settings:
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 def log_uniform(lo: float, hi: float):
