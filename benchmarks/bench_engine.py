@@ -63,12 +63,14 @@ def engine_child(backend_name: str, overrides: list[str], repeat: int) -> dict:
     (all paths in the run's default chunks, no fans): what the parent prints."""
     import numpy as np
 
-    from stress import CELLS_PER_CHUNK, backend, engine, tape_path
-    from stress.config import compose, to_schema
-    from stress.portfolio import load_portfolio
+    from stress.config.compose import compose, to_schema
+    from stress.config.install import tape_path
+    from stress.config.portfolio import load_portfolio
+    from stress.engine import backend, problem
+    from stress.engine.chunk import CELLS_PER_CHUNK
 
     cfg = to_schema(compose([*overrides, "mc.fan_paths=0"]))
-    prob = engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
+    prob = problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     S, K, L = prob.shape
     be = backend.select(backend_name)
     chunk = max(1, CELLS_PER_CHUNK // (S * K * L))
@@ -104,8 +106,10 @@ def cli_split_child(out: str) -> dict:
     import logging
 
     import stress
-    from stress import executor, plots, report, results
-    from stress.config import compose
+    from stress.config.compose import compose
+    from stress.engine import executor
+    from stress.report import figures, html
+    from stress.results import dataset
 
     t_imports = time.perf_counter() - t0
     t = time.perf_counter()
@@ -126,12 +130,12 @@ def cli_split_child(out: str) -> dict:
     ds = stress.run(cfg)
     t_run = time.perf_counter() - t
     t = time.perf_counter()
-    pngs = plots.figure_pngs(ds)
-    plots.write_figures(ds, out, pngs)
+    pngs = figures.figure_pngs(ds)
+    figures.write_figures(ds, out, pngs)
     t_figures = time.perf_counter() - t
     t = time.perf_counter()
-    report.write_report(ds, out, pngs)
-    results.summary_tables(ds)
+    html.write_report(ds, out, pngs)
+    dataset.summary_tables(ds)
     t_report = time.perf_counter() - t
     return {"imports": t_imports, "compose": t_compose, "engine": engine_s[0], "dataset": t_run - engine_s[0],
             "figures": t_figures, "report": t_report, "backend": ds.attrs["backend"]}

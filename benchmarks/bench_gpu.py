@@ -17,9 +17,10 @@ import time
 
 import numpy as np
 
-from stress import backend, engine, gpu, hostkernel, tape_path
-from stress.config import compose, to_schema
-from stress.portfolio import load_portfolio
+from stress.config.compose import compose, to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.engine import backend, gpu, hostkernel, montecarlo, problem
 
 
 def timed(fn, repeat: int, sync) -> float:
@@ -45,7 +46,7 @@ def main() -> None:
     if cp is None:
         sys.exit(f"bench_gpu: no usable GPU ({device})")
     cfg = to_schema(compose([f"mc.paths={args.paths}", "mc.fan_paths=0"]))
-    prob = engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
+    prob = problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     S, K, L = prob.shape
     dtype = np.dtype(args.precision)
     sync = cp.cuda.Device().synchronize
@@ -60,7 +61,7 @@ def main() -> None:
                                                      np.int32(L), np.uint64(cfg.mc.seed), out))
     floor_s = timed(launch, args.repeat, sync)
 
-    numpy_s = timed(lambda: engine.simulate(np, prob, cfg.mc.seed, 0, args.numpy_paths, 0, dtype), 1, lambda: None)
+    numpy_s = timed(lambda: montecarlo.simulate(np, prob, cfg.mc.seed, 0, args.numpy_paths, 0, dtype), 1, lambda: None)
     cells = S * int(prob.tenor.sum())  # loan-months per path
     gpu_rate = cells * args.paths / kernel_s
     numpy_rate = cells * args.numpy_paths / numpy_s

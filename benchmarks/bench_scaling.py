@@ -28,7 +28,8 @@ import time
 
 import stress
 from stress import compose
-from stress.executor import fast_numpy_workers
+from stress.engine.chunk import CELLS_PER_CHUNK
+from stress.engine.executor import fast_numpy_workers
 
 
 def timed(overrides: list[str], repeat: int) -> list[float]:
@@ -59,9 +60,9 @@ def main() -> None:
     from distributed import LocalCluster
 
     base = [f"mc.paths={args.paths}", "quiet=true", "backend=numpy"]
-    cfg = stress.config.to_schema(compose(base))
+    cfg = stress.config.compose.to_schema(compose(base))
     S, K, L = len(cfg.scenario), len(cfg.tenors), 30
-    default_chunk = max(1, stress.CELLS_PER_CHUNK // (S * K * L))
+    default_chunk = max(1, CELLS_PER_CHUNK // (S * K * L))
     rows: list[tuple[str, list[float]]] = []
 
     def case(label: str, overrides: list[str]) -> None:
@@ -78,7 +79,7 @@ def main() -> None:
     case("local, mc.chunk_paths=50 (many small chunks)", ["mc.chunk_paths=50"])
     case(f"local, mc.chunk_paths={args.paths} (one chunk)", [f"mc.chunk_paths={args.paths}"])
     for workers in (1, 2):
-        with fast_numpy_workers():  # as the run's own clusters (see stress.executor.fast_numpy_workers)
+        with fast_numpy_workers():  # as the run's own clusters (see stress.engine.executor.fast_numpy_workers)
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
         with cluster:
             on = ["executor.kind=dask", f"executor.address={cluster.scheduler_address}"]

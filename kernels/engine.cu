@@ -1,7 +1,7 @@
 // The fused Monte Carlo kernel: every month of every loan of one (scenario, path), all tenors, from
-// the valuation date to the sale of the last defaulted collateral. GPU twin of stress.engine.simulate
+// the valuation date to the sale of the last defaulted collateral. GPU twin of stress.engine.montecarlo.simulate
 // (the numpy reference); compiled by CuPy/NVRTC or nvcc for the GPU, and as host C++ by
-// stress/hostkernel.py (g++ -include host_shim.h) for the CPU parity tests.
+// stress/engine/hostkernel.py (g++ -include host_shim.h) for the CPU parity tests.
 //
 // Parallel decomposition: one thread per (scenario, path), looping over months, loans and tenors.
 //   - Not per (scenario, tenor, path): the random numbers, market factors, utilisation, CFADS and
@@ -86,7 +86,7 @@
 namespace engine {
 
 // USD a month: with less than a cent due a loan has no DSCR (its ratio would overflow). Same as
-// stress/engine.py MIN_SERVICE.
+// stress/engine/montecarlo.py MIN_SERVICE.
 constexpr double kMinService = 0.01;
 
 enum ConfigIndex : int {
@@ -294,7 +294,7 @@ struct Scratch {
   }
 };
 
-// One (scenario, path) from month 1 to H: engine.simulate restricted to one s and one p.
+// One (scenario, path) from month 1 to H: montecarlo.simulate restricted to one s and one p.
 template <typename T>
 struct PathSim {
   const Dims& d;
@@ -330,7 +330,7 @@ struct PathSim {
     return (x - tb.scalars[SC_PHI_YEAR] * demand0) / tb.scalars[SC_YEAR_SD];
   }
 
-  // market.start, the copula draw of engine.simulate, and waterfall.open_state.
+  // market.start, the copula draw of montecarlo.simulate, and waterfall.open_state.
   __device__ void start() {
     demand0 = demand = philox::normal_at(key, path, 0, philox::STREAM_DEMAND, 0);
     for (int c = 0; c < d.C; ++c) sc.noise[c] = 0.0;
@@ -408,7 +408,7 @@ struct PathSim {
                                   opex, tb.ap_annuity[c * W1 + months], tb.scrap[l]);
   }
 
-  // A new appraisal at month t: the collateral of every loan until the next one (engine.simulate's `appraised`).
+  // A new appraisal at month t: the collateral of every loan until the next one (montecarlo.simulate's `appraised`).
   __device__ void reappraise(int t) {
     appraise_chips(t);
     for (int l = 0; l < d.L; ++l) {
@@ -482,7 +482,7 @@ struct PathSim {
     }
   }
 
-  // Cash flows and default rules of month t <= T for every loan and tenor (engine.simulate's month
+  // Cash flows and default rules of month t <= T for every loan and tenor (montecarlo.simulate's month
   // body and waterfall.step). `shocked` is the scenario's demand of the month.
   __device__ void loans_month(int t, double shocked) {
     const int i = t - 1;
@@ -583,7 +583,7 @@ struct PathSim {
     }
   }
 
-  // Sale of the collateral of loans that defaulted `lag` months before t (engine.simulate's `sold`):
+  // Sale of the collateral of loans that defaulted `lag` months before t (montecarlo.simulate's `sold`):
   // loss = exposure - liquidation proceeds at month t's collateral value.
   __device__ void sell(int t) {
     const int defaulted = t - d.lag;

@@ -1,5 +1,5 @@
 // Host shim: lets the CUDA sources in kernels/ compile as plain C++17 with g++, for CPU parity
-// tests against the numpy engine. Force-included by stress/hostkernel.py:
+// tests against the numpy engine. Force-included by stress/engine/hostkernel.py:
 //     g++ -O2 -std=c++17 -shared -fPIC -x c++ -include kernels/host_shim.h kernels/engine.cu
 // A __global__ kernel becomes an ordinary extern "C" function that runs ONE CUDA thread: the
 // thread's indices are thread-local globals set by host_set_thread() below, so a caller emulates a
@@ -31,7 +31,7 @@ struct uint3 {
 };
 
 // One-dimensional launch geometry of the thread being run; the default is a single thread.
-// thread_local: several OS threads may each run kernel calls at once (stress.hostkernel.simulate_threads).
+// thread_local: several OS threads may each run kernel calls at once (stress.engine.hostkernel.simulate_threads).
 static thread_local dim3 gridDim, blockDim;
 static thread_local uint3 blockIdx, threadIdx;
 

@@ -14,7 +14,7 @@
 
 namespace model {
 
-// Default causes, in stress.waterfall.CAUSES order; a lower code has priority.
+// Default causes, in stress.model.waterfall.CAUSES order; a lower code has priority.
 enum Cause : int { NONE = 0, PAYMENT = 1, COVENANT = 2, REFINANCING = 3, EXOGENOUS = 4 };
 constexpr int N_CAUSES = 4;  // codes 1..4 (cause_count columns)
 
@@ -92,7 +92,7 @@ __host__ __device__ __forceinline__ T utilization(T intercept, T beta, T demand,
   return np_clip(shock_a * u + shock_b, T(0), T(1));
 }
 
-// engine.simulate: CFADS = contract revenue - opex not proportional to utilisation
+// montecarlo.simulate: CFADS = contract revenue - opex not proportional to utilisation
 //                          + u (merchant GPU-hours x spot price - opex per unit of utilisation), USD.
 template <typename T>
 __host__ __device__ __forceinline__ T cfads(T contract_revenue, T opex_base, T util, T merchant_hours, T price,

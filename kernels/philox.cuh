@@ -1,5 +1,5 @@
 // Philox4x32-10 counter-based random numbers and the project's stream layout, for the GPU
-// (nvcc, NVRTC) and for the host build (g++ with host_shim.h). Mirror of stress/rng.py: a given
+// (nvcc, NVRTC) and for the host build (g++ with host_shim.h). Mirror of stress/model/rng.py: a given
 // (seed, path, month, stream, index) gives the same 32-bit words, hence bit-identical uniforms.
 //
 // Philox4x32-10 is from Salmon, Moraes, Dror and Shaw, "Parallel random numbers: as easy as 1, 2, 3",
@@ -8,7 +8,7 @@
 // Uniform u = (x + 0.5) 2^-32, strictly inside (0, 1). Normals by Box-Muller on the lane pairs
 // (0, 1) and (2, 3): lanes 0 and 2 take sqrt(-2 ln u_a) cos(2 pi u_b), lanes 1 and 3 the sine.
 //
-// Normals go through log, cos and sin, so they are bit-identical to stress.rng only where the math
+// Normals go through log, cos and sin, so they are bit-identical to stress.model.rng only where the math
 // libraries agree (glibc and numpy's SIMD log can differ in the last bit; CUDA's differ too): the
 // model tolerates that, the tests quantify it. No standard header is included, so that NVRTC
 // compiles this file as it is.

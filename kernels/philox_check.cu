@@ -1,5 +1,5 @@
 // Test entries for philox.cuh: the raw Philox4x32-10 block (known-answer vectors) and the numbers
-// of the project's stream layout, for comparison with stress/rng.py (tests/test_kernels.py).
+// of the project's stream layout, for comparison with stress/model/rng.py (tests/test_kernels.py).
 // Grid-stride loops, so any launch geometry (or the host build's single thread) covers all n items.
 
 #include "philox.cuh"

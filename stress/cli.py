@@ -13,8 +13,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from . import lock
-from .config import conf_dir, refuse_interpolations, register_schemas
+from .config.compose import refuse_interpolations, register_schemas
+from .config.install import conf_dir
+from .engine import lock
 from .errors import StressError
 
 register_schemas()
@@ -55,14 +56,15 @@ def _job(cfg: DictConfig) -> None:
     global _written
     from rich.console import Console
 
-    from . import results, run
+    from .pipeline import run
+    from .results import dataset
 
     if cfg.get("analysis", "run") != "run":  # analysis=breakeven|reverse|sensitivities: output.dir/analysis_NAME.nc
-        from .analysis import cli_main
+        from .analysis.runner import cli_main
 
         cli_main(cfg)
         return
-    from .report import check_writable, write_all
+    from .report.html import check_writable, write_all
 
     try:
         check_writable(cfg.output.dir, cfg.output.overwrite, cfg.output.figures)  # protected as the results are
@@ -81,9 +83,9 @@ def _job(cfg: DictConfig) -> None:
         console = Console()
         if not console.is_terminal:  # piped or logged: do not squeeze the tables to 80 columns
             console = Console(width=130)
-        for table in results.summary_tables(ds):
+        for table in dataset.summary_tables(ds):
             console.print(table)
-        note = results.tenor_note(ds)
+        note = dataset.tenor_note(ds)
         if note:
             console.print(note)
         console.print(f"Results written to {ds.attrs['written_to']}")
@@ -160,7 +162,7 @@ def main() -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from .configerrors import explain, file_errors
+    from .config.messages import explain, file_errors
 
     if sys.argv[1:2] == ["init"]:
         init(sys.argv[2:])

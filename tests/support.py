@@ -41,7 +41,7 @@ def host_kernel(source: str = "engine.cu"):
     is no g++ (any other build failure is an error)."""
     import pytest
 
-    from stress import hostkernel
+    from stress.engine import hostkernel
 
     try:
         return hostkernel.load(source)

@@ -1,4 +1,4 @@
-"""The ``ds.stress`` accessor (stress/accessor.py) and the generated config reference of docs/configuration.md."""
+"""The ``ds.stress`` accessor (stress/results/accessor.py) and the generated config reference of docs/configuration.md."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pandas as pd
 import pytest
 
 import stress
-from stress.config import config_reference
+from stress.config.compose import to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.config.reference import config_reference
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -24,7 +27,7 @@ def ds():
 
 
 def test_loan_coordinates_come_from_the_tape(ds):
-    tape = stress.load_portfolio(stress.tape_path(stress.to_schema(stress.compose([]))), ds.chip.values)
+    tape = load_portfolio(tape_path(to_schema(stress.compose([]))), ds.chip.values)
     assert list(ds.borrower.values) == list(tape.borrower)
     assert list(ds.loan_chip.values) == list(tape.chip)
     assert ds.borrower.dims == ds.loan_chip.dims == ("loan",)
@@ -51,7 +54,8 @@ def test_noisy_figures_are_flagged_in_the_summary_table_report_and_heatmap(ds):
     the paths needed (SE x sqrt(paths) fixed), the report's tables and the heatmap too."""
     from rich.console import Console
 
-    from stress import metrics, plots, report, results
+    from stress.report import figures, html
+    from stress.results import dataset, metrics
 
     s = ds.stress.summary(quantile=0.99)
     for (sc, k), row in s.iterrows():
@@ -65,14 +69,14 @@ def test_noisy_figures_are_flagged_in_the_summary_table_report_and_heatmap(ds):
             assert pd.isna(need)
     assert (s["noisy"] != "").any() and (s["noisy"] == "").any()  # both kinds in this run
     console = Console(width=200, record=True)
-    console.print(results.summary_tables(ds)[0])
+    console.print(dataset.summary_tables(ds)[0])
     text = console.export_text()
     noisy_rows = [line for line in text.splitlines() if "*" in line and ("baseline" in line or "ai_winter" in line)]
     assert len(noisy_rows) == (s["noisy"] != "").sum()
     assert "* noisy: standard error above 10% of the figure" in text and f"{s['paths for SE 10%'].max():,}" in text
-    html = report.render_html(ds)
+    html = html.render_html(ds)
     assert "* noisy: standard error above 10% of the figure" in html and "*" in html
-    fig = plots.risk_heatmap_figure(ds)
+    fig = figures.risk_heatmap_figure(ds)
     labels = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert any("*" in t for t in labels) and "* noisy" in fig._suptitle.get_text()
     assert metrics.NOISY_SHARE == 0.1

@@ -13,10 +13,12 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from stress import analyze, metrics, run
-from stress.config import to_schema
+from stress import analyze
+from stress.config.compose import to_schema
 from stress.errors import ConfigError
-from stress.market import logit_intercept
+from stress.model.market import logit_intercept
+from stress.pipeline import run
+from stress.results import metrics
 
 from support import assert_se_matches_seed_spread, config
 

@@ -6,8 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from stress import engine, market, run, to_schema
-from stress.portfolio import load_portfolio
+from stress.config.compose import to_schema
+from stress.config.portfolio import load_portfolio
+from stress.engine import montecarlo, problem
+from stress.model import market
+from stress.pipeline import run
 
 from support import config
 
@@ -25,7 +28,7 @@ def _problem(tape, overrides=(), loans=LOANS, scenarios=None):
     cfg = to_schema(config(["market.valuation.method=appraisal", "tenors=[36]", f"portfolio.path={tape(loans)}",
                             *overrides], scenarios=scenarios or {"base": [], "shocked": SHOCKS}))
     tape_ = load_portfolio(cfg.portfolio.path, cfg.market.chips.keys())
-    return cfg, tape_, engine.build_problem(cfg, tape_)
+    return cfg, tape_, problem.build_problem(cfg, tape_)
 
 
 def _brute_force(cfg, tape_, prob, state, t, s, p, i):
@@ -84,7 +87,7 @@ def test_fast_appraisal_equals_the_brute_force_sum(tape):
         if t not in (0, 7, 20):
             continue
         scen, path = np.repeat(np.arange(S), P), np.tile(paths, S)
-        fast = engine._appraise(np, prob, state, t, scen, path).reshape(S, P, -1)
+        fast = montecarlo._appraise(np, prob, state, t, scen, path).reshape(S, P, -1)
         for s in range(S):
             for p in range(P):
                 for i in range(len(LOANS)):
@@ -111,7 +114,7 @@ def test_no_volatility_no_contracts_is_the_closed_form_annuity(tape):
     for t in range(0, 13):
         if t:
             market.advance(np, prob.market, state, 3, paths, t, np.float64)
-        got = engine._appraise(np, prob, state, t, np.zeros(2, dtype=np.int64), paths)
+        got = montecarlo._appraise(np, prob, state, t, np.zeros(2, dtype=np.int64), paths)
         for i, age in enumerate((0, 40)):
             n = chip.useful_life_months - age - t
             assert 730 * u * chip.price * math.exp(-chip.trend * (t + n) / 12) > opex  # max(0, .) never binds

@@ -7,17 +7,19 @@ import shutil
 import numpy as np
 import pytest
 
-from stress import backend, engine, gpu, hostkernel, results, run, tape_path
-from stress.config import to_schema
+from stress.config.compose import to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.engine import backend, chunk, gpu, hostkernel, montecarlo, problem
 from stress.errors import ConfigError
-from stress.portfolio import load_portfolio
+from stress.pipeline import run
 
 from support import config
 
 
 def _problem(overrides=()):
     cfg = to_schema(config(["mc.fan_paths=8", *overrides]))
-    return cfg, engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
+    return cfg, problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
 
 
 def _gpu_or_skip():
@@ -103,12 +105,12 @@ def test_memory_retry_halves_the_chunk_and_changes_no_path():
         calls.append((a, b))
         if b - a > 40:
             raise FakeOutOfMemory
-        return engine.simulate(np, prob, 7, a, b, 8)
+        return montecarlo.simulate(np, prob, 7, a, b, 8)
 
     parts = gpu.with_memory_retry(run_paths, 0, 150, FakeOutOfMemory)
     assert [(p.start, p.start + p.loss.shape[-1]) for p in parts] == [(0, 37), (37, 75), (75, 112), (112, 150)]
-    whole = engine.simulate(np, prob, 7, 0, 150, 8)
-    np.testing.assert_array_equal(results.combine(parts).loss, whole.loss)
+    whole = montecarlo.simulate(np, prob, 7, 0, 150, 8)
+    np.testing.assert_array_equal(chunk.combine(parts).loss, whole.loss)
     with pytest.raises(FakeOutOfMemory):
         gpu.with_memory_retry(lambda a, b: (_ for _ in ()).throw(FakeOutOfMemory()), 0, 4, FakeOutOfMemory)
 
@@ -129,7 +131,7 @@ def test_host_backend_matches_numpy():
 def test_cuda_engine_matches_numpy_in_float64():
     cp = _gpu_or_skip()
     _, prob = _problem()
-    ref = engine.simulate(np, prob, 11, 0, 400, 8, keep_paths=True)
+    ref = montecarlo.simulate(np, prob, 11, 0, 400, 8, keep_paths=True)
     dev = gpu.simulate(cp, prob, 11, 0, 400, 8, keep_paths=True)
     # nvcc's math library rounds exp/log/pow differently from numpy in the last bits
     assert (dev.default_month != ref.default_month).mean() < 1e-4

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from stress import appraisal, market, run
-from stress.config import to_schema
+from stress.config.compose import to_schema
+from stress.model import appraisal, market
+from stress.pipeline import run
 
 from support import config
 

@@ -10,11 +10,14 @@ import pytest
 import xarray as xr
 
 import stress
-from stress import results
-from stress.config import MCConfig, StressConfig
+from stress.config.compose import to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.config.schema import MCConfig, StressConfig
+from stress.results import dataset
 
 SMALL = ["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=64", "mc.fan_paths=16"]
-AUTO = stress.backend.select("auto").name  # the engine backend=auto runs on this machine
+AUTO = stress.engine.backend.select("auto").name  # the engine backend=auto runs on this machine
 
 
 def cli(*args, cwd):
@@ -130,12 +133,12 @@ def test_tape_tenors_are_a_choice_of_their_own(tmp_path):
     its accessor read 'tape' back from the file."""
     small = ["scenario=[baseline]", "mc.paths=16", "mc.fan_paths=4", "quiet=true"]
     ds = stress.run(stress.compose([*small, "tenors=tape", f"output.dir={tmp_path / 'a'}"]))
-    tape = stress.load_portfolio(stress.tape_path(stress.to_schema(stress.compose([]))), ds.chip.values)
+    tape = load_portfolio(tape_path(to_schema(stress.compose([]))), ds.chip.values)
     assert list(ds.tenor.values) == ["tape"] and ds.tape_tenor.dims == ("loan",)
     assert ds.tape_tenor.values.tolist() == tape.tenor_months.tolist()
     old = stress.run(stress.compose([*small, "tenors=[]", f"output.dir={tmp_path / 'b'}"]))
     assert np.array_equal(old.loss.values, ds.loss.values) and list(old.tenor.values) == ["tape"]
-    assert results.tenor_note(ds) is None
+    assert dataset.tenor_note(ds) is None
     saved = xr.open_dataset(tmp_path / "a" / "results.nc")
     t = saved.stress.tenor_comparison("baseline", pd_limit=1.0)
     assert list(t.columns) == ["PD tape", "EL tape", "max_safe_tenor"]
@@ -143,7 +146,7 @@ def test_tape_tenors_are_a_choice_of_their_own(tmp_path):
     swept = stress.run(stress.compose([*small, "tenors=[36,60]", f"output.dir={tmp_path / 'c'}"]))
     assert swept.tape_tenor.values.tolist() == tape.tenor_months.tolist()
     off = sum(m not in (36, 60) for m in tape.tenor_months)
-    assert results.tenor_note(swept).startswith(
+    assert dataset.tenor_note(swept).startswith(
         f"Note: the tenor sweep (36, 60 months) replaces the tape's own tenor_months ({min(tape.tenor_months)}-"
         f"{max(tape.tenor_months)} months; {off} of {len(tape)} loans have one outside the sweep)")
 

@@ -4,9 +4,11 @@ deterministic one-loan case recomputed month by month, and the tape column's val
 import numpy as np
 import pytest
 
-from stress import engine, run, to_schema
+from stress.config.compose import to_schema
+from stress.config.portfolio import load_portfolio
+from stress.engine import problem
 from stress.errors import TapeError
-from stress.portfolio import load_portfolio
+from stress.pipeline import run
 
 from support import config
 
@@ -61,7 +63,7 @@ def _case(tape, cash_trap: bool, max_cures: int, paths: int = 3):
                  f"model.covenant.cash_trap={str(cash_trap).lower()}", f"model.covenant.max_cures={max_cures}",
                  f"mc.paths={paths}", "mc.fan_paths=0", "output.paths=true"]
     cfg = to_schema(config(overrides, scenarios={"two_prices": PRICE}))
-    prob = engine.build_problem(cfg, load_portfolio(cfg.portfolio.path, cfg.market.chips.keys()))
+    prob = problem.build_problem(cfg, load_portfolio(cfg.portfolio.path, cfg.market.chips.keys()))
     return cfg, _by_hand(prob, cfg, cash_trap, max_cures), run(cfg).isel(scenario=0, tenor=0)
 
 
@@ -104,7 +106,7 @@ def test_without_cures_the_first_breach_defaults(tape):
     cfg = to_schema(config([*SPOT_V1, f"portfolio.path={tape([LOAN])}", "tenors=[36]", "model.channels=[payment,covenant]",
                             "model.covenant.cash_trap=false", "model.covenant.max_cures=0",
                             "mc.paths=2", "mc.fan_paths=0", "output.paths=true"], scenarios={"two_prices": PRICE}))
-    prob = engine.build_problem(cfg, load_portfolio(cfg.portfolio.path, cfg.market.chips.keys()))
+    prob = problem.build_problem(cfg, load_portfolio(cfg.portfolio.path, cfg.market.chips.keys()))
     month, exposure, loss, _, _, _ = _by_hand(prob, cfg, cash_trap=False, max_cures=0)
     ds = run(cfg).isel(scenario=0, tenor=0)
     assert month == cfg.model.cure_months and (ds.default_month == month).all()

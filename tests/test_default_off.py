@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from stress import run
+from stress.pipeline import run
 
 from support import REPO, config
 

@@ -5,7 +5,7 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from stress import run
+from stress.pipeline import run
 
 from support import assert_se_matches_seed_spread, config
 

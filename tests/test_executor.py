@@ -11,14 +11,19 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from stress import checkpoint, engine, executor, results, run, tape_path
-from stress.config import to_schema
+from stress.config.compose import to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.engine import checkpoint, chunk, executor
+from stress.engine import montecarlo
+from stress.engine import montecarlo as engine
+from stress.engine import problem
 from stress.errors import ConfigError, OutputError
-from stress.portfolio import load_portfolio
+from stress.pipeline import run
 
 from support import config
 
-# the executor's machinery on the reference engine (Interrupt below stops engine.simulate, numpy's)
+# the executor's machinery on the reference engine (Interrupt below stops montecarlo.simulate, numpy's)
 SMALL = ["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=120", "mc.fan_paths=30", "mc.chunk_paths=25",
          "quiet=true", "backend=numpy"]
 N_CHUNKS = 5  # 120 paths in chunks of 25
@@ -45,10 +50,10 @@ def clean():
 @pytest.mark.parametrize("extra", [[], ["mc.importance_sampling=true"]], ids=["plain", "importance_sampling"])
 def test_gather_in_any_order_equals_combine(extra):
     cfg = to_schema(config(SMALL + ["output.paths=true", *extra]))
-    prob = engine.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
+    prob = problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     ranges = executor.chunk_ranges(cfg.mc.paths, cfg.mc.chunk_paths)
-    chunks = [engine.simulate(np, prob, cfg.mc.seed, a, b, cfg.mc.fan_paths, keep_paths=True) for a, b in ranges]
-    expected = results.combine(chunks)
+    chunks = [montecarlo.simulate(np, prob, cfg.mc.seed, a, b, cfg.mc.fan_paths, keep_paths=True) for a, b in ranges]
+    expected = chunk.combine(chunks)
     shuffled = chunks[:]
     random.Random(3).shuffle(shuffled)
     gather = executor.Gather(ranges, cfg.mc.fan_paths)
@@ -83,7 +88,7 @@ def test_dask_workers_run_the_engine_backend_auto_resolved(monkeypatch):
     workers run the host kernel too, and the dataset is the local host run's to the last bit."""
     import shutil
 
-    from stress import backend
+    from stress.engine import backend
 
     if shutil.which("g++") is None:
         pytest.skip("needs g++")
@@ -117,10 +122,10 @@ def test_dask_cluster_is_closed_when_the_run_is_interrupted(monkeypatch):
 
 
 class Interrupt:
-    """engine.simulate that raises KeyboardInterrupt (Ctrl-C) once ``after`` chunks are done."""
+    """montecarlo.simulate that raises KeyboardInterrupt (Ctrl-C) once ``after`` chunks are done."""
 
     def __init__(self, monkeypatch, after=None):
-        self.calls, self.after, self.real = 0, after, engine.simulate
+        self.calls, self.after, self.real = 0, after, montecarlo.simulate
         monkeypatch.setattr(engine, "simulate", self)
 
     def __call__(self, *args, **kwargs):
@@ -271,13 +276,13 @@ def test_progress_output_does_not_break_the_cli(tmp_path):
 
 
 def test_aggregate_a_real_multirun(tmp_path, capsys):
-    from stress import aggregate
+    from stress.results import aggregate
 
     r = subprocess.run([sys.executable, "-m", "stress.cli", "--multirun", *SMALL, "mc.paths=64", "mc.seed=1,2",
                         "hydra.sweep.dir=sweep"], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     sweep = tmp_path / "sweep"
-    r = subprocess.run([sys.executable, "-m", "stress.aggregate", str(sweep), "--out", str(tmp_path / "all.nc")],
+    r = subprocess.run([sys.executable, "-m", "stress.results.aggregate", str(sweep), "--out", str(tmp_path / "all.nc")],
                        capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "swept mc.seed (2)" in r.stdout

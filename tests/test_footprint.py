@@ -12,8 +12,12 @@ import time
 import pytest
 
 import stress
-from stress import engine, executor, footprint
-from stress.config import to_schema
+from stress.config.compose import to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.engine import executor, footprint
+from stress.engine import montecarlo as engine
+from stress.engine import problem
 
 BASE = ["scenario=[baseline,ai_winter]", "tenors=[36]", "mc.fan_paths=4", "quiet=true"]
 HUGE = 10**12
@@ -47,7 +51,7 @@ def test_more_paths_than_memory_are_refused_before_any_allocation(tmp_path, monk
 
 def test_per_path_detail_is_named_when_it_is_what_does_not_fit(monkeypatch):
     cfg = to_schema(stress.compose([*BASE, "mc.paths=100000", "output.paths=true"]))
-    prob = engine.build_problem(cfg, stress.load_portfolio(stress.tape_path(cfg), cfg.market.chips))
+    prob = problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     with_detail = footprint.of_run(cfg, prob, 16)
     cfg.output.paths = False
     without = footprint.of_run(cfg, prob, 16)

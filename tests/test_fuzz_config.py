@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 import stress
 from stress.errors import StressError
+
 from support import REPO, examples, write_tape
 
 NO_SHRINK = dict(shrink=False, suppress=(HealthCheck.function_scoped_fixture,))  # a run costs ~0.5 s

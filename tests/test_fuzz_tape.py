@@ -3,7 +3,7 @@ Portfolio (and a tiny run on it works) or raises one TapeError that names the fi
 problem, the line (with the loan) and the column. Never another exception.
 
 Hypothesis runs derandomized (the same examples on every machine); `slow` marks the long ones.
-CSV dialect decision (stress/portfolio.py): only ',' separators and '.' decimals are read; a
+CSV dialect decision (stress/config/portfolio.py): only ',' separators and '.' decimals are read; a
 ';' or tab separated file is refused with a message saying so and listing the decimal commas.
 """
 
@@ -27,8 +27,10 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import stress
+from stress.config.portfolio import COLUMNS, load_portfolio
+from stress.config.tape_columns import LIMITS
 from stress.errors import TapeError
-from stress.portfolio import COLUMNS, LIMITS, load_portfolio
+
 from support import LOAN, examples
 
 CHIPS = ("A100", "H100", "H200", "B200", "GB200")

@@ -20,10 +20,11 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import stress
-from stress import results
-from stress.config import to_schema
+from stress.config.compose import to_schema
+from stress.config.portfolio import COLUMNS
 from stress.errors import ConfigError
-from stress.portfolio import COLUMNS
+from stress.results import dataset
+
 from support import LOAN, NEAR_ZERO_RATE_LOAN, config, examples
 
 # No RuntimeWarning is expected here: the engine guards its divisions (a DSCR only where debt
@@ -124,7 +125,7 @@ def check_invariants(ds, rows: list[dict]) -> None:
     assert np.array_equal(np.isnan(lgd), pd == 0) and ((lgd[pd > 0] >= -tol) & (lgd[pd > 0] <= 1 + tol)).all()
     assert (el[pd == 0] == 0).all()
     month, cause = ds.default_month.values, ds.default_cause.values  # (S, K, P, L)
-    tenor = results.loan_tenors(ds).values  # (K, L) months; the tape's under tenors=tape
+    tenor = dataset.loan_tenors(ds).values  # (K, L) months; the tape's under tenors=tape
     assert ds.tape_tenor.values.tolist() == [r["tenor_months"] for r in rows]
     assert (month >= 0).all() and (month <= tenor[None, :, None, :]).all()
     assert np.array_equal(cause > 0, month > 0) and (cause <= 4).all()

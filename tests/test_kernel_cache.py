@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stress import hostkernel
+from stress.engine import hostkernel
 
 pytestmark = [pytest.mark.kernels,
               pytest.mark.skipif(shutil.which("g++") is None, reason="host kernel tests need g++")]

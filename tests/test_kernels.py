@@ -1,5 +1,5 @@
-"""The CUDA sources against the numpy reference: kernels/*.cu compiled as host C++ (stress.hostkernel)
-must reproduce stress.rng bit for bit and stress.engine.simulate path by path; nvcc must compile
+"""The CUDA sources against the numpy reference: kernels/*.cu compiled as host C++ (stress.engine.hostkernel)
+must reproduce stress.model.rng bit for bit and stress.engine.montecarlo.simulate path by path; nvcc must compile
 them for the GPU."""
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import stress
-from stress import config as config_module
-from stress import engine, hostkernel, rng
-from stress.config import FacilityConfig, ScenarioConfig, ShockConfig, TrancheConfig
-from stress.portfolio import load_portfolio
+from stress.config import schema, validate
+from stress.config.compose import compose, to_schema
+from stress.config.install import tape_path
+from stress.config.portfolio import load_portfolio
+from stress.config.schema import FacilityConfig, ScenarioConfig, ShockConfig, TrancheConfig
+from stress.engine import chunk, hostkernel, montecarlo, problem
+from stress.model import rng
+
 from support import KAT, NEAR_ZERO_RATE_LOAN, host_kernel, write_tape
 
 pytestmark = pytest.mark.kernels
@@ -61,7 +64,7 @@ def test_uniforms_and_normals_match_stress_rng(host, seed):
     """6000 random (path, month, stream, index) tuples, 1000 per stream. Uniforms: bit-identical.
     Normals: bit-identical to Box-Muller through the C library (Python's math module calls the same
     libm as the host build); numpy's SIMD log (AVX-512 builds) differs from libm's in the last bit for
-    about 0.2% of arguments, so stress.rng is matched bit for bit wherever numpy's log, cos and sin
+    about 0.2% of arguments, so stress.model.rng is matched bit for bit wherever numpy's log, cos and sin
     agree with libm's, and to 2 ulp elsewhere (1 ulp of log, through sqrt and the product)."""
     lib = host("philox_check.cu")
     r = np.random.default_rng(seed % 1000)
@@ -123,7 +126,7 @@ def test_kernels_compile_for_the_gpu(arch, tmp_path):
 # --- (c) parity with the numpy engine -------------------------------------------------------------
 
 
-def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float = LOSS_RTOL):
+def _assert_parity(ref: chunk.ChunkResult, got: chunk.ChunkResult, rtol: float = LOSS_RTOL):
     """Default month and cause identical for every path and loan; money to rtol; counts exact."""
     np.testing.assert_array_equal(got.default_month, ref.default_month)
     np.testing.assert_array_equal(got.default_cause, ref.default_cause)
@@ -145,12 +148,12 @@ def _assert_parity(ref: engine.ChunkResult, got: engine.ChunkResult, rtol: float
 def example():
     """The bundled example: all 7 scenarios, tenors 36/60/84; paths 100..400 of seed 7 (a chunk that
     does not start at 0, with 60 of its paths in the first 160 = fan paths)."""
-    cfg = config_module.to_schema(config_module.compose(["tenors=[36,60,84]"]))
-    tape = load_portfolio(stress.tape_path(cfg), cfg.market.chips.keys())
-    prob = engine.build_problem(cfg, tape)
+    cfg = to_schema(compose(["tenors=[36,60,84]"]))
+    tape = load_portfolio(tape_path(cfg), cfg.market.chips.keys())
+    prob = problem.build_problem(cfg, tape)
     assert prob.shape[:2] == (7, 3)
     args = dict(seed=7, start=100, stop=400, fan_paths=160, keep_paths=True)
-    return prob, args, engine.simulate(np, prob, **args)
+    return prob, args, montecarlo.simulate(np, prob, **args)
 
 
 def test_example_portfolio_matches_numpy(host, example):
@@ -169,7 +172,7 @@ def test_float32_kernel_within_monte_carlo_error(host, example):
     host("engine.cu")
     prob, args, ref = example
     got = hostkernel.simulate(prob, **{**args, "dtype": np.float32})
-    numpy32 = engine.simulate(np, prob, **{**args, "dtype": np.float32})
+    numpy32 = montecarlo.simulate(np, prob, **{**args, "dtype": np.float32})
     se = ref.loss.std(axis=-1, ddof=1) / math.sqrt(ref.loss.shape[-1])
     assert np.all(np.abs(got.loss.mean(-1) - ref.loss.mean(-1)) <= se)
     assert np.all(np.abs(got.loss.mean(-1) - numpy32.loss.mean(-1)) <= se)
@@ -279,7 +282,7 @@ def _random_shock(r: np.random.Generator, cfg) -> ShockConfig:
 def _random_case(case: int, tmp_path: Path):
     """A random tape, 1-3 random scenarios, random tenors (or the tape's), channels and rules."""
     r = np.random.default_rng(1000 + case)
-    cfg = config_module.to_schema(config_module.compose([]))
+    cfg = to_schema(compose([]))
     with_cures = case % 5 in (1, 3, 4)  # model v2 covenant mechanics, on their own random numbers
     cures = np.random.default_rng(2000 + case) if with_cures else None
     tape_file = _random_tape(r, tmp_path / f"tape{case}.csv", list(cfg.market.chips), cures)
@@ -297,7 +300,7 @@ def _random_case(case: int, tmp_path: Path):
         cfg.scenario["s0"].shocks.append(crash)
     tape_tenors = r.random() < 0.25
     cfg.tenors = sorted(r.choice([12, 24, 36, 48, 60, 84], size=int(r.integers(1, 4)), replace=False).tolist())
-    channels = list(config_module.CHANNELS)
+    channels = list(schema.CHANNELS)
     cfg.model.channels = channels if case % 3 == 0 else [c for c in channels if r.random() < 0.6] or ["payment"]
     cfg.model.cross_default = case % 2 == 1
     cfg.model.cure_months = int(r.integers(1, 5))
@@ -317,13 +320,13 @@ def _random_case(case: int, tmp_path: Path):
     if with_cures:
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
-    config_module.validate(cfg)
+    validate.validate(cfg)
     if tape_tenors:  # each loan's own tenor_months
         cfg.tenors = "tape"
     tape = load_portfolio(tape_file, cfg.market.chips.keys())
     seed = int(r.integers(0, 2**63)) * 2 + 1  # both key words in use
     with np.errstate(divide="ignore"):  # log1p(-pd) of a loan with pd_annual = 1
-        return engine.build_problem(cfg, tape), seed
+        return problem.build_problem(cfg, tape), seed
 
 
 @pytest.mark.parametrize("case", range(10))
@@ -338,7 +341,7 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ref = engine.simulate(np, prob, **args)
+        ref = montecarlo.simulate(np, prob, **args)
     _assert_parity(ref, hostkernel.simulate(prob, **args))
 
 
@@ -346,24 +349,24 @@ def test_wrong_way_risk_matches_numpy(host):
     """model.exogenous.demand_corr on the example book, exogenous channel only: the kernel's pre-pass
     over the first 12 demand innovations gives numpy's default months on every path."""
     host("engine.cu")
-    cfg = config_module.to_schema(config_module.compose(["tenors=[36,60]", "scenario=[baseline,ai_winter]",
+    cfg = to_schema(compose(["tenors=[36,60]", "scenario=[baseline,ai_winter]",
                                                          "model.channels=[exogenous]", "model.exogenous.demand_corr=0.9"]))
-    prob = engine.build_problem(cfg, load_portfolio(stress.tape_path(cfg), cfg.market.chips.keys()))
+    prob = problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips.keys()))
     args = dict(seed=5, start=20, stop=220, fan_paths=0, keep_paths=True)
-    ref = engine.simulate(np, prob, **args)
+    ref = montecarlo.simulate(np, prob, **args)
     _assert_parity(ref, hostkernel.simulate(prob, **args))
-    plain = engine.simulate(np, dataclasses.replace(prob, demand_corr=0.0), **args)
+    plain = montecarlo.simulate(np, dataclasses.replace(prob, demand_corr=0.0), **args)
     assert (ref.default_month > 0).sum() > 100 and not np.array_equal(ref.default_month, plain.default_month)
 
 
 def test_near_zero_debt_service_has_no_dscr(host, tmp_path):
     """A loan owing ~1e-300 USD a month has no DSCR in either engine (the ratio would overflow)."""
     host("engine.cu")
-    cfg = config_module.to_schema(config_module.compose(["tenors=tape"]))
+    cfg = to_schema(compose(["tenors=tape"]))
     tape = load_portfolio(write_tape(tmp_path / "tape.csv", [NEAR_ZERO_RATE_LOAN]), cfg.market.chips.keys())
-    prob = engine.build_problem(cfg, tape)
+    prob = problem.build_problem(cfg, tape)
     args = dict(seed=11, start=0, stop=40, fan_paths=20, keep_paths=True)
-    ref = engine.simulate(np, prob, **args)
+    ref = montecarlo.simulate(np, prob, **args)
     got = hostkernel.simulate(prob, **args)
     assert not np.isinf(ref.dscr).any() and np.isnan(ref.dscr[..., 1:]).all()
     _assert_parity(ref, got)

@@ -61,7 +61,7 @@ def test_hostile_labels_are_drawn_as_plain_text(tmp_path):
     for p in out.glob("fig_*.png"):
         p.unlink()
     (out / "report.html").unlink()
-    r = run([str(out / "results.nc"), "--out", str(tmp_path / "again"), "--xlsx"], tmp_path, "stress.report_cli")
+    r = run([str(out / "results.nc"), "--out", str(tmp_path / "again"), "--xlsx"], tmp_path, "stress.report.cli")
     assert r.returncode == 0, r.stderr
     assert len(list((tmp_path / "again").glob("fig_*.png"))) == len(figures)
     import openpyxl

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 import stress
-from stress import limits
-from stress.config import ChipConfig, LaunchConfig, MarketConfig, to_schema
+from stress.config import limits
+from stress.config.compose import to_schema
+from stress.config.schema import ChipConfig, LaunchConfig, MarketConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ["scenario=[baseline]", "tenors=[36]", "mc.paths=16", "mc.fan_paths=4"]

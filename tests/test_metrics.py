@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stress import metrics
+from stress.results import metrics
 
 
 def test_var_es_on_a_known_sample():

@@ -18,8 +18,10 @@ import pytest
 import xarray as xr
 
 import stress
-from stress import lock, plots, results
+from stress.engine import lock
 from stress.errors import OutputError
+from stress.report import figures
+from stress.results import dataset
 
 TINY = ["scenario=[baseline,ai_winter]", "tenors=[36]", "mc.paths=16", "mc.fan_paths=4", "quiet=true"]
 
@@ -48,8 +50,8 @@ def test_write_goes_through_a_temporary_directory_and_one_rename(tmp_path, ds, m
             assert whole.sizes == ds.sizes
         real_replace(src, dst)
 
-    monkeypatch.setattr(results.os, "replace", replace)
-    path = results.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
+    monkeypatch.setattr(dataset.os, "replace", replace)
+    path = dataset.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
     assert path == tmp_path / "out" / "results.nc" and len(seen) == 1 and seen[0][2] is False
     assert leftovers(tmp_path / "out") == []
     with xr.open_dataset(path) as back:
@@ -58,14 +60,14 @@ def test_write_goes_through_a_temporary_directory_and_one_rename(tmp_path, ds, m
 
 def test_overwrite_replaces_in_one_step_and_refusal_keeps_the_file(tmp_path, ds):
     out = tmp_path / "out"
-    path = results.write(ds, str(out), "netcdf", overwrite=False)
+    path = dataset.write(ds, str(out), "netcdf", overwrite=False)
     before = path.read_bytes()
     with pytest.raises(OutputError, match="already exists; choose another output.dir or set output.overwrite=true"):
-        results.write(ds, str(out), "netcdf", overwrite=False)
+        dataset.write(ds, str(out), "netcdf", overwrite=False)
     assert path.read_bytes() == before
     changed = ds.copy()
     changed.attrs["seed"] = "other"
-    results.write(changed, str(out), "netcdf", overwrite=True)
+    dataset.write(changed, str(out), "netcdf", overwrite=True)
     with xr.open_dataset(path) as back:
         assert back.attrs["seed"] == "other"
     assert leftovers(out) == []
@@ -104,7 +106,7 @@ def test_write_failure_is_plain_and_leaves_nothing(tmp_path, ds, monkeypatch, er
     out = tmp_path / "out"
     monkeypatch.setattr(xr.Dataset, "to_netcdf", failing_writer(err))
     with pytest.raises(OutputError) as info:
-        results.write(ds, str(out), "netcdf", overwrite=False)
+        dataset.write(ds, str(out), "netcdf", overwrite=False)
     message = str(info.value)
     assert message.startswith(f"could not write {out / 'results.nc'}: {os.strerror(err)} (") and words in message
     assert message.endswith("nothing was written")
@@ -113,11 +115,11 @@ def test_write_failure_is_plain_and_leaves_nothing(tmp_path, ds, monkeypatch, er
 
 def test_write_failure_keeps_the_previous_results(tmp_path, ds, monkeypatch):
     out = tmp_path / "out"
-    path = results.write(ds, str(out), "netcdf", overwrite=False)
+    path = dataset.write(ds, str(out), "netcdf", overwrite=False)
     before = path.read_bytes()
     monkeypatch.setattr(xr.Dataset, "to_netcdf", failing_writer(errno.ENOSPC))
     with pytest.raises(OutputError, match="the disk is full"):
-        results.write(ds, str(out), "netcdf", overwrite=True)
+        dataset.write(ds, str(out), "netcdf", overwrite=True)
     assert path.read_bytes() == before and leftovers(out) == []
 
 
@@ -128,7 +130,7 @@ def test_netcdf_library_errors_are_reported_plainly(tmp_path, ds, monkeypatch):
 
     monkeypatch.setattr(xr.Dataset, "to_netcdf", to_netcdf)
     with pytest.raises(OutputError, match=r"NetCDF: HDF error \(is the disk full\?\); nothing was written"):
-        results.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
+        dataset.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
     assert leftovers(tmp_path / "out") == []
 
 
@@ -136,15 +138,15 @@ def test_no_room_for_the_temporary_directory(tmp_path, ds, monkeypatch):
     def mkdtemp(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(results.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(dataset.tempfile, "mkdtemp", mkdtemp)
     with pytest.raises(OutputError, match="No space left on device"):
-        results.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
+        dataset.write(ds, str(tmp_path / "out"), "netcdf", overwrite=False)
 
 
 def test_output_dir_that_is_a_file(tmp_path, ds):
     (tmp_path / "out").write_text("not a directory")
     with pytest.raises(OutputError, match="cannot create the output directory"):
-        results.write(ds, str(tmp_path / "out" / "sub"), "netcdf", overwrite=False)
+        dataset.write(ds, str(tmp_path / "out" / "sub"), "netcdf", overwrite=False)
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores file permissions")
@@ -154,7 +156,7 @@ def test_read_only_output_directory(tmp_path, ds):
     out.chmod(0o555)
     try:
         with pytest.raises(OutputError, match="not writable"):
-            results.write(ds, str(out), "netcdf", overwrite=False)
+            dataset.write(ds, str(out), "netcdf", overwrite=False)
     finally:
         out.chmod(0o755)
     assert list(out.iterdir()) == []
@@ -235,14 +237,14 @@ def test_interrupt_while_writing_removes_the_temporary_file(tmp_path):
 
 
 def test_nan_allow_list_is_documented_in_the_dataset(ds):
-    assert set(results.NAN_MEANS) == {"lgd", "default_share", "ltv_fan", "dscr_fan", "price_fan"}
-    for name, meaning in results.NAN_MEANS.items():
+    assert set(dataset.NAN_MEANS) == {"lgd", "default_share", "ltv_fan", "dscr_fan", "price_fan"}
+    for name, meaning in dataset.NAN_MEANS.items():
         assert ds[name].attrs["nan_means"] == meaning
     assert "NaN appears only in lgd, default_share" in ds.attrs["nan_policy"]
     for name, var in ds.data_vars.items():
         if np.issubdtype(var.dtype, np.floating):
             assert not np.isinf(var.values).any(), name
-            if name not in results.NAN_MEANS:
+            if name not in dataset.NAN_MEANS:
                 assert not np.isnan(var.values).any(), name
 
 
@@ -251,38 +253,38 @@ def test_nan_allow_list_is_documented_in_the_dataset(ds):
 def test_nan_or_infinity_outside_the_allow_list_stops_the_write(tmp_path, ds, name, value):
     bad = ds.copy(deep=True)
     bad[name].values.flat[0] = value
-    with pytest.raises(results.NonFiniteResult) as info:
-        results.write(bad, str(tmp_path / "out"), "netcdf", overwrite=False)
+    with pytest.raises(dataset.NonFiniteResult) as info:
+        dataset.write(bad, str(tmp_path / "out"), "netcdf", overwrite=False)
     assert f"{name}: 1 " in str(info.value) and "a bug; nothing was written" in str(info.value)
     assert not (tmp_path / "out" / "results.nc").exists()
 
 
 def test_nan_in_the_allow_list_is_written(tmp_path, ds):
     ok = ds.copy(deep=True)
-    for name in results.NAN_MEANS:
+    for name in dataset.NAN_MEANS:
         ok[name].values.flat[0] = np.nan
-    path = results.write(ok, str(tmp_path / "out"), "netcdf", overwrite=False)
+    path = dataset.write(ok, str(tmp_path / "out"), "netcdf", overwrite=False)
     with xr.open_dataset(path) as back:
-        assert np.isnan(back.lgd.values.flat[0]) and back.lgd.attrs["nan_means"] == results.NAN_MEANS["lgd"]
+        assert np.isnan(back.lgd.values.flat[0]) and back.lgd.attrs["nan_means"] == dataset.NAN_MEANS["lgd"]
 
 
 def test_nan_names_where_it_is(ds):
     bad = ds.copy(deep=True)
     bad["el"].loc[dict(scenario="ai_winter", tenor=36, loan=ds.loan.values[3])] = np.nan
-    with pytest.raises(results.NonFiniteResult, match=r"el: 1 NaN of \d+ \(first at scenario=ai_winter, tenor=36, "
+    with pytest.raises(dataset.NonFiniteResult, match=r"el: 1 NaN of \d+ \(first at scenario=ai_winter, tenor=36, "
                                                        rf"loan={ds.loan.values[3]}\)"):
-        results.check_finite(bad)
+        dataset.check_finite(bad)
 
 
 def test_dataset_built_with_a_nan_fails_loudly(monkeypatch):
-    real = results.metrics.expected_loss
+    real = dataset.metrics.expected_loss
 
     def broken(loss, *args, **kwargs):
         el, se = real(loss, *args, **kwargs)
         return el * np.nan, se
 
-    monkeypatch.setattr(results.metrics, "expected_loss", broken)
-    with pytest.raises(results.NonFiniteResult, match="expected_loss: "):
+    monkeypatch.setattr(dataset.metrics, "expected_loss", broken)
+    with pytest.raises(dataset.NonFiniteResult, match="expected_loss: "):
         stress.run(stress.compose(TINY))
 
 
@@ -347,7 +349,7 @@ def test_the_report_is_not_replaced_without_overwrite(tmp_path):
     out.mkdir()
     before = b"<html>an earlier report, its results.nc moved away</html>"
     (out / "report.html").write_bytes(before)
-    (out / plots.figure_filename(next(iter(plots.FIGURES)))).write_bytes(b"an earlier figure")
+    (out / figures.figure_filename(next(iter(figures.FIGURES)))).write_bytes(b"an earlier figure")
     args = [sys.executable, "-m", "stress.cli", *TINY, f"output.dir={out}"]
     r = subprocess.run([*args, "hydra.run.dir=run2"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert r.returncode == 2, r.stderr

@@ -1,4 +1,4 @@
-"""Loan tape reading and validation (stress.portfolio)."""
+"""Loan tape reading and validation (stress.config.portfolio)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stress import portfolio as portfolio_module
+from stress.config import portfolio
+from stress.config import portfolio as portfolio_module
+from stress.config.portfolio import COLUMNS, OPTIONAL, Portfolio, load_portfolio
 from stress.errors import TapeError
-from stress.portfolio import COLUMNS, OPTIONAL, Portfolio, load_portfolio
 
 EXAMPLE = Path(__file__).parents[1] / "conf" / "portfolio" / "example_loans.csv"
 CHIPS = {"A100", "H100", "H200", "B200", "GB200"}
@@ -394,7 +395,7 @@ def test_decimal_comma_export_quotes_a_few_cells_and_counts_them(tmp_path):
     n = 3 * (len(rows) - 1)
     assert head.startswith(f"{path}: the file seems to use ';' separators and decimal commas")
     assert head.endswith(f"; {n} cells with a decimal comma, for example:")
-    assert len(lines) == portfolio_module.MAX_EXAMPLES + 1 and lines[-1] == f"  ... and {n - 3} more"
+    assert len(lines) == portfolio.MAX_EXAMPLES + 1 and lines[-1] == f"  ... and {n - 3} more"
     assert lines[0].startswith("  line 2 (loan_id 'SPV-01'), column 'rate': decimal comma in '0,")
 
 

@@ -63,7 +63,7 @@ def test_readme_block_runs(page, block, tmp_path, monkeypatch):
     exec(compile(block, _line(page, block), "exec"), {"__name__": "__readme__"})
 
 
-COMMANDS = {"stress-test": "stress.cli", "stress-report": "stress.report_cli", "stress-aggregate": "stress.aggregate"}
+COMMANDS = {"stress-test": "stress.cli", "stress-report": "stress.report.cli", "stress-aggregate": "stress.results.aggregate"}
 
 
 def readme_command_lines() -> list[str]:

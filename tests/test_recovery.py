@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stress import TapeError, run
-from stress.portfolio import load_portfolio
+from stress import TapeError
+from stress.config.portfolio import load_portfolio
+from stress.pipeline import run
 
 from support import config
 

@@ -20,10 +20,14 @@ import numpy as np
 import pytest
 from scipy.special import ndtri
 
-from stress import config as config_module
-from stress import engine, hostkernel, rng
-from stress.config import LaunchConfig, ScenarioConfig, ShockConfig
-from stress.portfolio import load_portfolio
+from stress.config import validate
+from stress.config.compose import compose, to_schema
+from stress.config.portfolio import load_portfolio
+from stress.config.schema import LaunchConfig, ScenarioConfig, ShockConfig
+from stress.engine import chunk, hostkernel, montecarlo
+from stress.engine.problem import Problem, build_problem
+from stress.model import rng
+
 from support import KAT, host_kernel, write_tape
 
 ENGINES = ("numpy", "kernel")
@@ -33,12 +37,12 @@ T = 12  # tenor, months
 PATHS = 4  # every path is the same on a deterministic market
 
 
-def run(engine_name: str, prob: engine.Problem, seed: int = 5) -> engine.ChunkResult:
+def run(engine_name: str, prob: Problem, seed: int = 5) -> chunk.ChunkResult:
     """Paths 0..PATHS-1 of ``prob`` (all of them fan paths) on numpy or on the host-compiled kernel."""
     args = dict(seed=seed, start=0, stop=PATHS, fan_paths=PATHS, keep_paths=True)
     if engine_name == "numpy":
         with np.errstate(divide="ignore", invalid="ignore"):
-            return engine.simulate(np, prob, **args)
+            return montecarlo.simulate(np, prob, **args)
     host_kernel()
     return hostkernel.simulate(prob, **args)
 
@@ -46,7 +50,7 @@ def run(engine_name: str, prob: engine.Problem, seed: int = 5) -> engine.ChunkRe
 @functools.lru_cache(maxsize=1)
 def _bundled():
     """The covenant rule on its own: no cash trap and no cures (their references are in test_covenant.py)."""
-    return config_module.to_schema(config_module.compose(["tenors=[]", "model.recovery.lag_months=0",
+    return to_schema(compose(["tenors=[]", "model.recovery.lag_months=0",
                                                           "model.covenant.cash_trap=false", "model.covenant.max_cures=0"]))
 
 
@@ -55,12 +59,12 @@ def base_config(launches=(), shocks=()):
     cfg = copy.deepcopy(_bundled())
     cfg.market.launches = list(launches)
     cfg.scenario = {"s": ScenarioConfig(description="reference", shocks=list(shocks))}
-    config_module.validate(cfg)
+    validate.validate(cfg)
     return cfg
 
 
 def problem(tmp_path, cfg=None, *, cfads=0.0, collateral=2.0**40, dscr_min=1.0, ltv_max=0.5, reserve=0.0,
-            merchant_hours=0.0, **fields) -> engine.Problem:
+            merchant_hours=0.0, **fields) -> Problem:
     """One bullet loan of principal B at monthly rate R for T months on a deterministic market: CFADS =
     ``cfads`` (USD a month, scalar or (T,)) plus utilisation x ``merchant_hours`` x spot price, collateral
     ``collateral`` USD (scalar or (T,)), no exogenous default, flat spot prices. ``fields`` replace
@@ -68,7 +72,7 @@ def problem(tmp_path, cfg=None, *, cfads=0.0, collateral=2.0**40, dscr_min=1.0, 
     cfg = cfg or base_config()
     tape = load_portfolio(write_tape(tmp_path / "tape.csv", [dict(amortization="bullet", tenor_months=T)]),
                           cfg.market.chips.keys())
-    prob = engine.build_problem(cfg, tape)
+    prob = build_problem(cfg, tape)
     S, H = len(prob.scenarios), prob.months + prob.lag
     per_month = lambda x: np.broadcast_to(np.asarray(x, dtype=float), (T,))[None, :]  # noqa: E731
     m = prob.market
@@ -295,7 +299,7 @@ def test_pd_multiplier_shock_value(kind, value, multiplier, tmp_path):
     12 is Phi^-1 of that (one year of the annual PD)."""
     cfg = base_config(shocks=[ShockConfig(target="pd_multiplier", kind=kind, value=value, start_month=30)])
     tape = load_portfolio(write_tape(tmp_path / "tape.csv", [dict(pd_annual=0.02)]), cfg.market.chips.keys())
-    prob = engine.build_problem(cfg, tape)
+    prob = build_problem(cfg, tape)
     np.testing.assert_allclose(prob.exogenous_threshold[0, 0, 11], ndtri(0.02 * multiplier), rtol=1e-12)
 
 
@@ -338,7 +342,7 @@ def test_path_shock_value(target, kind, tmp_path):
     cfg = base_config(shocks=[ShockConfig(target=target, kind=kind, value=value, start_month=3, ramp_months=4)])
     tape = load_portfolio(write_tape(tmp_path / "tape.csv", [dict(rate_type="floating", rate=0.03)]),
                           cfg.market.chips.keys())
-    prob = engine.build_problem(cfg, tape)
+    prob = build_problem(cfg, tape)
     t = np.arange(1, 9)
     w, i = _weight(t), t - 1
     m = prob.market
@@ -354,6 +358,6 @@ def test_path_shock_value(target, kind, tmp_path):
         np.testing.assert_allclose(prob.haircut[0, i], _shocked(kind, value, cfg.model.recovery.haircut, w),
                                    rtol=1e-15)
     else:  # power_price: the utilisation-proportional opex is linear in it (tape power price 0.08)
-        base = engine.build_problem(base_config(), tape).opex_slope[0, 0, i]
+        base = build_problem(base_config(), tape).opex_slope[0, 0, i]
         np.testing.assert_allclose(prob.opex_slope[0, 0, i], base * _shocked(kind, value, 0.08, w) / 0.08,
                                    rtol=1e-13)

@@ -5,7 +5,8 @@ v1 engine (tests/data/make_v1_regression.py says how it was made)."""
 import numpy as np
 import xarray as xr
 
-from stress import metrics, run
+from stress.pipeline import run
+from stress.results import metrics
 
 from support import REPO, config
 

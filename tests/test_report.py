@@ -1,4 +1,4 @@
-"""Figures (stress.plots), the HTML report (stress.report) and the ``stress-report`` command."""
+"""Figures (stress.report.figures, stress.report.fans), the HTML report (stress.report.html) and the ``stress-report`` command."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from stress import compose, plots, report, run
-from stress.report_cli import REQUIRED_VARIABLES, main
+from stress import compose
+from stress.pipeline import run
+from stress.report import fans, figures
+from stress.report import html as report_html
+from stress.report import narrative, style
+from stress.report.cli import REQUIRED_VARIABLES, main
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = ["baseline", "ai_winter"]
@@ -38,7 +42,7 @@ def saved(ds, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def written(ds, tmp_path_factory) -> tuple[Path, list[Path]]:
     out = tmp_path_factory.mktemp("report")
-    return out, report.write_all(ds, out)
+    return out, report_html.write_all(ds, out)
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -57,7 +61,7 @@ def png_size(data: bytes) -> tuple[int, int]:
     ("loans", 4, ["USD m", "probability of default (%)"]),  # EL and PD for the baseline and the worst scenario
 ])
 def test_figure_panel_counts_and_labels(ds, name, panels, units):
-    make, _ = plots.FIGURES[name]
+    make, _ = figures.FIGURES[name]
     fig = make(ds)
     assert len(fig.axes) == panels
     assert all(ax.get_title() or ax.get_ylabel() for ax in fig.axes)
@@ -67,14 +71,14 @@ def test_figure_panel_counts_and_labels(ds, name, panels, units):
 
 
 def test_figures_use_no_pyplot(ds):
-    plots.loss_distribution_figure(ds)
+    figures.loss_distribution_figure(ds)
     assert "matplotlib.pyplot" not in sys.modules
 
 
 def test_write_figures_writes_nonempty_pngs(written):
     out, paths = written
     pngs = [p for p in paths if p.suffix == ".png"]
-    assert sorted(p.name for p in pngs) == sorted(plots.figure_filename(n) for n in plots.FIGURES)
+    assert sorted(p.name for p in pngs) == sorted(figures.figure_filename(n) for n in figures.FIGURES)
     for p in pngs:
         data = p.read_bytes()
         w, h = png_size(data)
@@ -84,11 +88,11 @@ def test_write_figures_writes_nonempty_pngs(written):
 
 def test_single_scenario_and_tenor_and_no_fan_paths():
     one = run(compose(["scenario=[rate_shock]", "tenors=[48]", "mc.paths=50", "mc.fan_paths=0", "quiet=true"]))
-    for name, (make, _) in plots.FIGURES.items():
+    for name, (make, _) in figures.FIGURES.items():
         fig = make(one)
         assert fig.axes, name
-        assert png_size(plots.render_png(fig))[0] > 0
-    assert len(plots.loan_figure(one).axes) == 2  # the baseline-or-first scenario is also the worst
+        assert png_size(figures.render_png(fig))[0] > 0
+    assert len(figures.loan_figure(one).axes) == 2  # the baseline-or-first scenario is also the worst
 
 
 # ----------------------------------------------------------------------------- report
@@ -100,7 +104,7 @@ def test_report_is_self_contained_with_every_part(ds, written):
     html = html_path.read_text(encoding="utf-8")
     for s in SCENARIOS:
         assert s in html
-    assert html.count('src="data:image/png;base64,') == len(plots.FIGURES)
+    assert html.count('src="data:image/png;base64,') == len(figures.FIGURES)
     assert not re.search(r'(src|href)="(https?:)?//', html), "external asset"
     for table in ("summary-usd", "summary-pct", "loans"):
         assert f'<table id="{table}">' in html
@@ -117,8 +121,8 @@ def test_report_is_self_contained_with_every_part(ds, written):
 
 
 def test_driver_paragraph_is_computed_from_the_dataset(ds):
-    text = report.driver_paragraph(ds, "ai_winter")
-    k = plots.default_tenor(ds)
+    text = narrative.driver_paragraph(ds, "ai_winter")
+    k = style.default_tenor(ds)
     el = ds.el.sel(scenario="ai_winter", tenor=k)
     top = str(el.loan.values[int(np.argmax(el.values))])
     assert top in text
@@ -132,16 +136,16 @@ def test_driver_paragraph_is_computed_from_the_dataset(ds):
 
 def test_shocks_are_described_in_words():
     shock = dict(target="price.all", kind="mul", value=0.6, start_month=1, ramp_months=12, end_month=None)
-    assert report.describe_shock(shock) == "All chip rental prices ×0.60 (-40%), phased in over 12 months from month 1."
+    assert narrative.describe_shock(shock) == "All chip rental prices ×0.60 (-40%), phased in over 12 months from month 1."
     rate = dict(target="base_rate", kind="add", value=0.03, start_month=1, ramp_months=0, end_month=24)
-    assert report.describe_shock(rate) == ("The base rate (SOFR) of floating-rate loans +3 percentage points, "
+    assert narrative.describe_shock(rate) == ("The base rate (SOFR) of floating-rate loans +3 percentage points, "
                                            "from month 1 until month 24, then removed.")
 
 
 def test_text_is_escaped(ds, tmp_path):
     odd = ds.copy()
     odd.attrs = {**ds.attrs, "portfolio": "<script>alert(1)</script>"}
-    html = report.write_report(odd, tmp_path, pngs={}).read_text(encoding="utf-8")
+    html = report_html.write_report(odd, tmp_path, pngs={}).read_text(encoding="utf-8")
     assert "<script>" not in html and "&lt;script&gt;" in html
 
 
@@ -151,7 +155,7 @@ def test_cli_renders_a_saved_dataset_and_refuses_to_overwrite(saved, tmp_path, c
     out = tmp_path / "out"
     assert main([str(saved), "--out", str(out)]) == 0
     printed = capsys.readouterr().out.split()
-    assert str(out / "report.html") in printed and len(printed) == len(plots.FIGURES) + 1
+    assert str(out / "report.html") in printed and len(printed) == len(figures.FIGURES) + 1
     assert all(Path(p).stat().st_size > 0 for p in printed)
 
     before = (out / "report.html").stat().st_mtime_ns
@@ -162,11 +166,11 @@ def test_cli_renders_a_saved_dataset_and_refuses_to_overwrite(saved, tmp_path, c
 
 
 def test_cli_subprocess_writes_next_to_the_dataset(saved):
-    proc = subprocess.run([sys.executable, "-m", "stress.report_cli", str(saved)], cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "stress.report.cli", str(saved)], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (saved.parent / "report.html").is_file()
-    again = subprocess.run([sys.executable, "-m", "stress.report_cli", str(saved.parent)], cwd=REPO,
+    again = subprocess.run([sys.executable, "-m", "stress.report.cli", str(saved.parent)], cwd=REPO,
                            capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "already holds" in again.stderr and "Traceback" not in again.stderr
 
@@ -227,11 +231,11 @@ def many_loans(ds: xr.Dataset, n: int) -> xr.Dataset:
 def test_var_and_es_levels_have_distinct_colours_and_plain_log_ticks(ds):
     """The VaR/ES lines of different levels are far apart in colour and from the histogram; the log
     density ticks read as numbers (math text would print as '$\\mathdefault{...}$' in plain-text mode)."""
-    fig = plots.loss_distribution_figure(ds)
+    fig = figures.loss_distribution_figure(ds)
     ax = fig.axes[0]
     colours = {tuple(_rgb(line.get_color())) for line in ax.lines}
     assert len(colours) == ds.sizes["quantile"]
-    rgb = [np.array(c) for c in colours] + [_rgb(plots.HISTOGRAM_COLOR)]
+    rgb = [np.array(c) for c in colours] + [_rgb(figures.HISTOGRAM_COLOR)]
     gaps = [np.linalg.norm(a - b) for i, a in enumerate(rgb) for b in rgb[i + 1:]]
     assert min(gaps) > 0.3, gaps
     fig.canvas.draw()
@@ -240,7 +244,7 @@ def test_var_and_es_levels_have_distinct_colours_and_plain_log_ticks(ds):
 
 
 def test_price_fans_have_one_panel_per_chip_with_every_scenario(ds):
-    fig = plots.price_fan_figure(ds)
+    fig = fans.price_fan_figure(ds)
     assert [ax.get_title() for ax in fig.axes] == [str(c) for c in ds.chip.values]
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert all(any(label.startswith(f"{s} median") for label in labels) for s in SCENARIOS)
@@ -248,14 +252,14 @@ def test_price_fans_have_one_panel_per_chip_with_every_scenario(ds):
 
 def test_scenarios_with_the_same_curve_are_named(ds):
     both = with_copy_of_baseline(ds)
-    assert plots.same_as(both["default_rate"], plots.RATE_SAME_ATOL) == {"copy": "baseline"}
+    assert style.same_as(both["default_rate"], figures.RATE_SAME_ATOL) == {"copy": "baseline"}
     moved = both.copy(deep=True)
-    moved["default_rate"].loc[dict(scenario="copy")] += 2 * plots.RATE_SAME_ATOL
-    assert plots.same_as(moved["default_rate"], plots.RATE_SAME_ATOL) == {}
-    top = plots.defaults_figure(both).subfigs[0]  # the default-rate panels and their legend
+    moved["default_rate"].loc[dict(scenario="copy")] += 2 * figures.RATE_SAME_ATOL
+    assert style.same_as(moved["default_rate"], figures.RATE_SAME_ATOL) == {}
+    top = figures.defaults_figure(both).subfigs[0]  # the default-rate panels and their legend
     labels = [t.get_text() for t in top.legends[0].get_texts()]
     assert "copy\n(same curve as baseline)" in labels and "baseline" in labels
-    labels = [t.get_text() for t in plots.price_fan_figure(both).legends[0].get_texts()]
+    labels = [t.get_text() for t in fans.price_fan_figure(both).legends[0].get_texts()]
     assert "copy median (same curve as baseline)" in labels
 
 
@@ -264,13 +268,13 @@ def _bars(ax) -> list:
 
 
 def test_loan_figure_shows_every_tenor(ds):
-    fig = plots.loan_figure(ds)
+    fig = figures.loan_figure(ds)
     T, L = ds.sizes["tenor"], ds.sizes["loan"]
     el_ax = fig.axes[0]
     assert len(_bars(el_ax)) == T * L
-    worst = plots.worst_scenario(ds) if plots.worst_scenario(ds) != "baseline" else None
+    worst = figures.worst_scenario(ds) if figures.worst_scenario(ds) != "baseline" else None
     # the bars of each tenor hold that tenor's EL of the baseline, in USD m
-    for t_i, t in enumerate(plots.sorted_tenors(ds)):
+    for t_i, t in enumerate(style.sorted_tenors(ds)):
         heights = sorted(b.get_height() for b in _bars(el_ax)[t_i * L:(t_i + 1) * L])
         assert np.allclose(heights, np.sort(ds.el.sel(scenario="baseline", tenor=t).values / 1e6))
     assert worst is None or worst in fig.axes[2].get_title()
@@ -279,26 +283,26 @@ def test_loan_figure_shows_every_tenor(ds):
 def test_loan_figure_of_a_big_book_aggregates_the_other_loans(ds):
     """Beyond LOAN_BARS loans the figure keeps LOAN_BARS bars and one 'other loans' bar, so its
     cost does not grow with the book; the other bar's EL is the sum of the rest."""
-    n = 4 * plots.LOAN_BARS
+    n = 4 * figures.LOAN_BARS
     big = many_loans(ds, n)
-    fig = plots.loan_figure(big)
+    fig = figures.loan_figure(big)
     T = big.sizes["tenor"]
     el_ax, pd_ax = fig.axes[0], fig.axes[1]
-    assert len(_bars(el_ax)) == T * (plots.LOAN_BARS + 1)
+    assert len(_bars(el_ax)) == T * (figures.LOAN_BARS + 1)
     labels = [t.get_text() for t in pd_ax.get_xticklabels()]
-    assert labels[-1] == f"other {n - plots.LOAN_BARS:,} loans"
-    k = plots.sorted_tenors(big)[-1]
+    assert labels[-1] == f"other {n - figures.LOAN_BARS:,} loans"
+    k = style.sorted_tenors(big)[-1]
     el = big.el.sel(scenario="baseline", tenor=k).values
-    total = sum(b.get_height() for b in _bars(el_ax)[(T - 1) * (plots.LOAN_BARS + 1):])
+    total = sum(b.get_height() for b in _bars(el_ax)[(T - 1) * (figures.LOAN_BARS + 1):])
     assert np.isclose(total, el.sum() / 1e6)
-    assert len(plots.loan_figure(many_loans(ds, 2 * n)).axes[0].patches) == len(el_ax.patches)
+    assert len(figures.loan_figure(many_loans(ds, 2 * n)).axes[0].patches) == len(el_ax.patches)
 
 
 def test_live_share_beside_the_fans(ds):
     """The share of principal still live: all of it before any default, (1 - principal-weighted PD)
     in the last month of a fixed tenor, and the defaulted share the rest; the figure says it."""
     k = 36
-    live, defaulted = plots.live_share(ds, k)
+    live, defaulted = fans.live_share(ds, k)
     p = ds.principal
     for s in SCENARIOS:
         pd_share = float((p * ds.pd.sel(scenario=s, tenor=k)).sum() / p.sum())
@@ -308,7 +312,7 @@ def test_live_share_beside_the_fans(ds):
         first = float(ds.default_rate.sel(scenario=s, tenor=k).isel(month=0))
         assert float(live.sel(scenario=s).isel(month=0)) >= 1 - first / float(
             ds.default_rate.sel(scenario=s, tenor=k).isel(month=-1)) - 1e-12
-    fig = plots.ltv_dscr_figure(ds, tenor=k)
+    fig = fans.ltv_dscr_figure(ds, tenor=k)
     texts = [t.get_text() for ax in fig.axes[:2] for t in ax.texts]
     want = f"live loans only: {float(live.sel(scenario=SCENARIOS[0], month=k)) * 100:.0f}% of principal live at month {k}"
     assert want in texts, texts
@@ -322,27 +326,27 @@ def test_fans_draw_each_loan_groups_covenant_level(ds):
     with open(REPO / "conf" / "portfolio" / "example_loans.csv", newline="") as fh:
         tape = list(csv.DictReader(fh))
     assert np.allclose(ds.ltv_max.values, [float(r["ltv_max"]) for r in tape])
-    fig = plots.ltv_dscr_figure(ds)
+    fig = fans.ltv_dscr_figure(ds)
     ltv_ax, dscr_ax = fig.axes[0], fig.axes[1]
 
     def levels(ax):
         return {round(float(line.get_ydata()[0]), 6) for line in ax.lines
                 if len(set(line.get_ydata())) == 1 and tuple(line.get_xdata()) == (0, 1)}
 
-    want = plots.covenant_levels(ds, "ltv_max", plots.LTV_OFF)[:3]
+    want = fans.covenant_levels(ds, "ltv_max", fans.LTV_OFF)[:3]
     assert want and levels(ltv_ax) == {round(v * 100, 6) for v, _, _ in want}
     assert 100.0 not in levels(ltv_ax) or any(v == 1.0 for v, _, _ in want)
-    assert levels(dscr_ax) == {round(v, 6) for v, _, _ in plots.covenant_levels(ds, "dscr_min", plots.DSCR_OFF)[:3]}
+    assert levels(dscr_ax) == {round(v, 6) for v, _, _ in fans.covenant_levels(ds, "dscr_min", fans.DSCR_OFF)[:3]}
     legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
     assert "LTV covenant" in legend and "of principal" in legend
 
 
 def test_figures_can_be_left_out(ds, tmp_path):
-    paths = report.write_all(ds, tmp_path, figures=False)
+    paths = report_html.write_all(ds, tmp_path, figures=False)
     assert paths == [tmp_path / "report.html"] and not list(tmp_path.glob("fig_*.png"))
     html = paths[0].read_text(encoding="utf-8")
     assert "data:image/png" not in html and "not drawn" in html and '<table id="loans">' in html
-    assert report.output_paths(tmp_path, figures=False) == paths
+    assert report_html.output_paths(tmp_path, figures=False) == paths
 
 
 def test_stress_test_output_figures_false(tmp_path):
@@ -359,7 +363,7 @@ def test_stress_test_output_figures_false(tmp_path):
 # ----------------------------------------------------------------------------- committee pack (issue 14 item 6)
 
 def test_loan_table_has_borrower_chip_and_principal(ds):
-    html = report._loan_table(ds)
+    html = report_html._loan_table(ds)
     for i, loan in enumerate(ds.loan.values):
         row = re.search(rf"<tr><td>{re.escape(str(loan))}</td>(.*?)</tr>", html).group(1)
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
@@ -370,15 +374,15 @@ def test_loan_table_has_borrower_chip_and_principal(ds):
 def test_run_table_names_the_tape_inside_its_config_folder(ds):
     """The bundled example tape reads 'portfolio/example_loans.csv (bundled ...)', wherever the
     package is installed, not a site-packages path; a tape of the user's is shown as given."""
-    assert report.portfolio_label(ds) == "example: portfolio/example_loans.csv (bundled with the package)"
+    assert narrative.portfolio_label(ds) == "example: portfolio/example_loans.csv (bundled with the package)"
     installed = ds.copy()
     installed.attrs = {**ds.attrs, "portfolio": "/usr/lib/python3/site-packages/stress/conf/portfolio/x.csv"}
-    assert report.portfolio_label(installed) == "example: portfolio/x.csv (bundled with the package)"
-    html = report._meta_section(installed)
+    assert narrative.portfolio_label(installed) == "example: portfolio/x.csv (bundled with the package)"
+    html = report_html._meta_section(installed)
     assert "site-packages" not in html and "portfolio/x.csv (bundled with the package)" in html
     own = ds.copy()
     own.attrs = {**ds.attrs, "portfolio": "/data/book.csv"}
-    assert report.portfolio_label(own) == "example: /data/book.csv"
+    assert narrative.portfolio_label(own) == "example: /data/book.csv"
 
 
 def same(cell, value: float) -> bool:
@@ -450,7 +454,7 @@ def test_xlsx_labels_stay_text(ds, tmp_path):
     hold do not break the file."""
     import openpyxl
 
-    from stress import workbook
+    from stress.report import workbook
 
     odd = ds.assign_coords(loan=["=1+1", "a\x01b"] + [str(v) for v in ds.loan.values[2:]])
     wb = openpyxl.load_workbook(workbook.write_workbook(odd, tmp_path / "w.xlsx"))
@@ -462,9 +466,9 @@ def test_fans_of_a_dataset_without_covenants_or_schedule(ds):
     """A dataset written before the covenant coordinates (or without a schedule) still draws: the
     generic LTV 100% / DSCR 1 lines, said so in the legend, and loans live up to the tenor."""
     old = ds.drop_vars(["ltv_max", "dscr_min", "scheduled_balance"])
-    fig = plots.ltv_dscr_figure(old, tenor=36)
+    fig = fans.ltv_dscr_figure(old, tenor=36)
     legend = " ".join(t.get_text() for t in fig.legends[0].get_texts())
     assert "no covenant levels stored" in legend
     assert any(tuple(line.get_ydata()) == (100, 100) for line in fig.axes[0].lines)
-    live, _ = plots.live_share(old, 36)
+    live, _ = fans.live_share(old, 36)
     assert (live.sel(month=slice(37, None)) == 0).all() and (live.sel(month=36) > 0).all()

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from stress import rng
+from stress.model import rng
+
 from support import KAT
 
 # The third vector (digits of pi) as a block at a known counter: key (a4093822, 299f31d0),

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stress import schedule
+from stress.model import schedule
 
 RATES = [0.0, 0.06, 0.12, 0.15]
 TENORS = [12, 36, 60, 84]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from stress import plots, report, results
-from stress.report_cli import UserError, open_results
+from stress.report import figures, html
+from stress.report.cli import UserError, open_results
+from stress.results import dataset
 
 PACKAGE = Path(__file__).resolve().parents[1] / "stress"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
@@ -102,8 +103,8 @@ def test_config_values_are_not_evaluated(tmp_path):
 
 
 def test_tape_cells_are_not_evaluated(tmp_path, tape):
+    from stress.config.portfolio import load_portfolio
     from stress.errors import TapeError
-    from stress.portfolio import load_portfolio
 
     marker = tmp_path / "pwned"
     path = tape([{"principal": f"__import__('pathlib').Path('{marker}').touch()"}, {"loan_id": "=cmd|'/c calc'!A1"}])
@@ -115,9 +116,9 @@ def test_tape_cells_are_not_evaluated(tmp_path, tape):
 def test_generated_file_names_are_plain_names():
     """Every name the package writes into output.dir is fixed or built from integers: no path
     separator or '..' can come from a config or a tape (scenario and loan names never name files)."""
-    names = [results.FILENAMES[f] for f in results.FILENAMES] + [report.REPORT_NAME]
-    names += [plots.figure_filename(name) for name in plots.FIGURES]
-    from stress import checkpoint
+    names = [dataset.FILENAMES[f] for f in dataset.FILENAMES] + [html.REPORT_NAME]
+    names += [figures.figure_filename(name) for name in figures.FIGURES]
+    from stress.engine import checkpoint
 
     names += [checkpoint.chunk_name(0, 2**40), checkpoint.MANIFEST, checkpoint.DIRNAME]
     for name in names:
@@ -144,11 +145,11 @@ def test_zarr_stores_with_a_pickle_codec_are_refused(tmp_path):
     (store / "loss").mkdir(parents=True)
     (store / ".zgroup").write_text('{"zarr_format": 2}')
     (store / "loss" / ".zarray").write_text('{"dtype": "|O", "filters": [{"id": "pickle", "protocol": 5}]}')
-    assert results.unsafe_zarr_codecs(store) == [store / "loss" / ".zarray"]
+    assert dataset.unsafe_zarr_codecs(store) == [store / "loss" / ".zarray"]
     with pytest.raises(UserError, match="declares a pickle codec"):
         open_results(store)
     (store / "loss" / ".zarray").write_text('{"dtype": "<f8", "compressor": {"id": "blosc"}}')
-    assert results.unsafe_zarr_codecs(store) == []
+    assert dataset.unsafe_zarr_codecs(store) == []
 
 
 SECRET = "s3cr3t-4f1e-token"
@@ -157,7 +158,7 @@ SECRET = "s3cr3t-4f1e-token"
 def user_conf(tmp_path: Path) -> Path:
     import shutil
 
-    from stress.config import conf_dir
+    from stress.config.install import conf_dir
 
     target = tmp_path / "myconf"
     shutil.copytree(conf_dir(), target, ignore=shutil.ignore_patterns("__pycache__"))
@@ -213,7 +214,7 @@ def test_no_interpolation_in_a_config_built_in_python():
     from omegaconf import OmegaConf
 
     from stress import ConfigError, compose
-    from stress.config import to_schema
+    from stress.config.compose import to_schema
 
     cfg = compose(["scenario=[baseline]"])
     cfg.scenario = OmegaConf.create({"x": {"description": "${oc.env:STRESS_SECRET}", "shocks": []}})

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from stress import ConfigError, run, tranche
-from stress.portfolio import load_portfolio
+from stress import ConfigError
+from stress.config.portfolio import load_portfolio
+from stress.pipeline import run
+from stress.results import rating
 
 from support import EXAMPLE_TAPE, config
 
@@ -110,7 +112,7 @@ def test_tranche_measures_and_rating(results):
     loss = ds.tranche_loss.sel(scenario="severely_adverse", tenor=84, tranche="SPV/mezzanine").values
     assert ds.tranche_el.sel(scenario="severely_adverse", tenor=84, tranche="SPV/mezzanine") == pytest.approx(loss.mean())
     assert ds.tranche_pd.sel(scenario="severely_adverse", tenor=84, tranche="SPV/mezzanine") == (loss > 0).mean()
-    assert set(ds.tranche_rating.values.ravel()) <= set(tranche.IDEALISED) | {tranche.BELOW_TABLE}
+    assert set(ds.tranche_rating.values.ravel()) <= set(rating.IDEALISED) | {rating.BELOW_TABLE}
     assert (ds.rating_horizon.sel(tenor=84) == 84).all()
 
 
@@ -130,10 +132,10 @@ def test_sponsor_equity_is_reported_beside_the_tranches(tmp_path):
 def test_implied_rating_follows_the_idealised_table():
     five = np.full(4, 60)
     # 5-year Baa2 = 1.58%, Baa3 = 3.05%; 1-year Aaa = 0.0001%; above Caa's 48.75% at 5 years: below the table
-    assert list(tranche.implied_rating(np.array([0.0158, 0.0159, 0.0, 0.6]), five)) == ["Baa2", "Baa3", "Aaa", "Ca"]
-    assert tranche.idealised_rate(np.array([18]))[0, -1] == pytest.approx(np.sqrt(0.26 * 0.325))  # log-linear
-    assert tranche.idealised_rate(np.array([6]))[0, -1] == pytest.approx(0.13)  # linear from 0 below a year
-    assert tranche.idealised_rate(np.array([240]))[0, 0] == pytest.approx(1e-4)  # 10-year rate beyond
+    assert list(rating.implied_rating(np.array([0.0158, 0.0159, 0.0, 0.6]), five)) == ["Baa2", "Baa3", "Aaa", "Ca"]
+    assert rating.idealised_rate(np.array([18]))[0, -1] == pytest.approx(np.sqrt(0.26 * 0.325))  # log-linear
+    assert rating.idealised_rate(np.array([6]))[0, -1] == pytest.approx(0.13)  # linear from 0 below a year
+    assert rating.idealised_rate(np.array([240]))[0, 0] == pytest.approx(1e-4)  # 10-year rate beyond
 
 
 def test_bad_facilities_are_config_errors(tmp_path):

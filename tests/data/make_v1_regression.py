@@ -7,7 +7,8 @@ with this file, bit for bit."""
 
 from pathlib import Path
 
-from stress import compose, run
+from stress import compose
+from stress.pipeline import run
 
 V1_OVERRIDES = ["scenario=[baseline,new_chip_generation]", "tenors=[36,60]", "mc.paths=200", "mc.fan_paths=20",
                 "mc.seed=11", "output.paths=true", "backend=numpy", "precision=float64"]

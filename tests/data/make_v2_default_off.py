@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stress import compose, run
+from stress import compose
+from stress.pipeline import run
 
 V2_OVERRIDES = ["market=gpu_2026q4_v1", "market.valuation.method=appraisal", "model.covenant.cash_trap=true",
                 "model.covenant.max_cures=2", "model.cross_default=true",
