@@ -46,7 +46,7 @@ def library(cache: Path) -> Path:
 def load_fresh() -> str:
     """load(SOURCE) in a new process (dlopen would reuse this process's library); returns its stderr."""
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", f"from stress import hostkernel; hostkernel.load({SOURCE!r})"],
+    done = subprocess.run([sys.executable, "-c", f"from stress.engine import hostkernel; hostkernel.load({SOURCE!r})"],
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(root)), timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stderr

@@ -81,7 +81,7 @@ def test_existing_results_are_refused_before_any_simulation(tmp_path, monkeypatc
     def no_simulation(*args, **kwargs):
         raise AssertionError("the run simulated before refusing to overwrite")
 
-    monkeypatch.setattr(stress.engine, "build_problem", no_simulation)
+    monkeypatch.setattr(stress.engine.problem, "build_problem", no_simulation)
     with pytest.raises(OutputError, match="already exists"):
         stress.run(stress.compose([*TINY, f"output.dir={out}"]))
     assert (out / "results.nc").read_bytes() == b"earlier results"
