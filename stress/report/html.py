@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import OutputError
-from ..results import metrics
+from ..results import metrics, tables
 from .figures import (FIGURES, figure_filename, figure_pngs, portfolio_principal, reference_quantile, write_atomic,
                       write_figures)
 from .narrative import driver_paragraph, loan_attributes, pct, run_metadata, scenario_definitions, usd_m
@@ -179,6 +179,60 @@ def _loan_table(ds: xr.Dataset) -> str:
             f"<thead>{head1}{head2}</thead><tbody>{''.join(rows)}{total_row}</tbody></table></div>")
 
 
+def _tranche_section(ds: xr.Dataset) -> str:
+    """The tranches by facility, scenario and tenor; the sponsor's equity of each facility beside its
+    tranches (one cell over them: it is not a tranche's)."""
+    q = reference_quantile(ds)
+    rows = tables.tranche_rows(ds, [q], sorted_tenors(ds))
+    equity = rows[0]["equity_cure"] is not None
+    head = ["tranche", "A–D (share of facility principal)", "size (USD m)", "scenario", "tenor", "EL (USD m)",
+            "EL (% of tranche size)", f"VaR {pct_label(q)} (USD m)", "PD (any loss)", "implied rating (horizon)"]
+    head += ["sponsor equity injected (USD m)", "sponsor equity lost (USD m)"] if equity else []
+    body = []
+    for r in rows:
+        cls = ' class="first-of-group"' if r["first"] else ""
+        cells = [_cell(r["tranche"], False), _cell(f"{pct_label(r['attachment'])}–{pct_label(r['detachment'])}"),
+                 _cell(usd_m(r["size"])), _cell(r["scenario"], False), _cell(tenor_label(r["tenor"]), False),
+                 _cell(_pm(r["el"], r["el_se"], 1e6, 2)), _cell(pct(r["el_share"], 2)),
+                 _cell(_pm(*r["var"][q], 1e6, 2)), _cell(pct(r["pd"], 2)),
+                 _cell(f"{r['rating']} ({tenor_label(r['horizon'])})", False)]
+        if equity and r["first"]:
+            span = sum(1 for x in rows if (x["facility"], x["scenario"], x["tenor"]) ==
+                       (r["facility"], r["scenario"], r["tenor"]))
+            cells += [f'<td class="num" rowspan="{span}">{escape(usd_m(r[n], 2))}</td>'
+                      for n in ("equity_cure", "equity_lost")]
+        body.append(f"<tr{cls}>" + "".join(cells) + "</tr>")
+    caption = (f"Tranches of each facility ({ds.sizes['path']:,} paths): EL ± 1 Monte Carlo standard error, EL as a "
+               "share of the tranche size (D − A) × facility principal, VaR of the tranche loss, probability that "
+               "the tranche loses anything, and the implied rating: the best rating whose Moody's idealised "
+               "cumulative default rate at the horizon (the longest tenor of the facility's loans) is at least that "
+               "probability" + ("; the sponsor's equity injected by cures into the facility's loans, and the part "
+                                "lost in loans that later defaulted (never lender loss)" if equity else ""))
+    thead = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
+    return (f'<h2 id="tranches">Tranches</h2>\n<div class="table-wrap"><table id="tranches-table">'
+            f"<caption>{escape(caption)}</caption><thead>{thead}</thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
+def _offtaker_section(ds: xr.Dataset) -> str:
+    """Every offtaker by scenario and tenor, largest share of contracted revenue first."""
+    rows, _ = tables.offtaker_rows(ds, sorted_tenors(ds))
+    head = ["offtaker", "share of contracted revenue", "scenario", "tenor", "EL of its loans (USD m)",
+            "PD of its loans", "default probability of the offtaker"]
+    body = []
+    for n, r in enumerate(rows):
+        new = n == 0 or (r["scenario"], r["tenor"]) != (rows[n - 1]["scenario"], rows[n - 1]["tenor"])
+        body.append(("<tr class=\"first-of-group\">" if new else "<tr>") + "".join([
+            _cell(r["offtaker"], False), _cell(pct(r["revenue_share"])), _cell(r["scenario"], False),
+            _cell(tenor_label(r["tenor"]), False), _cell(usd_m(r["el"], 2)), _cell(pct(r["pd"], 2)),
+            _cell(pct(r["default_prob"], 2))]) + "</tr>")
+    caption = ("Offtakers of the loans' contracted revenue, largest first: their share of the contracted revenue "
+               "at the valuation date, the expected loss and probability of default of their loans, and their own "
+               "probability of default, by scenario and tenor")
+    thead = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr>"
+    return (f'<h2 id="offtakers">Offtakers</h2>\n<div class="table-wrap"><table id="offtakers-table">'
+            f"<caption>{escape(caption)}</caption><thead>{thead}</thead><tbody>{''.join(body)}</tbody></table></div>")
+
+
 def _figure_section(pngs: dict[str, bytes]) -> str:
     out = ['<h2 id="figures">Figures</h2>']
     if not pngs:
@@ -205,6 +259,9 @@ def render_html(ds: xr.Dataset, pngs: dict[str, bytes] | None = None) -> str:
         drivers.append(f"<h3>{escape(s)}</h3>"
                        f'<p class="driver" data-scenario="{escape(s)}">{escape(driver_paragraph(ds, s))}</p>')
     config_yaml = str(ds.attrs.get("config") or "(not stored in this dataset)")
+    extra = [(tables.has_tranches(ds), "tranches", _tranche_section), (tables.has_offtakers(ds), "offtakers",
+                                                                         _offtaker_section)]
+    links = "".join(f' · <a href="#{name}">{name}</a>' for shown, name, _ in extra if shown)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -215,7 +272,7 @@ def render_html(ds: xr.Dataset, pngs: dict[str, bytes] | None = None) -> str:
         f'tenors × {escape(str(ds.sizes["loan"]))} loans, {ds.sizes["path"]:,} Monte Carlo paths; '
         f'created {escape(str(ds.attrs.get("created", "?")))}</p>',
         '<p class="note">Contents: <a href="#run">run</a> · <a href="#scenarios">scenarios</a> · '
-        '<a href="#summary">loss summary</a> · <a href="#drivers">drivers</a> · <a href="#figures">figures</a> · '
+        f'<a href="#summary">loss summary</a>{links} · <a href="#drivers">drivers</a> · <a href="#figures">figures</a> · '
         '<a href="#loans-section">loans</a> · <a href="#config">configuration</a></p>',
         _meta_section(ds),
         _scenario_section(ds),
@@ -224,6 +281,7 @@ def render_html(ds: xr.Dataset, pngs: dict[str, bytes] | None = None) -> str:
         f"VaR q. The {escape(pct_label(q))} columns are the headline tail measures.</p>",
         _summary_table(ds, in_pct=False),
         _summary_table(ds, in_pct=True),
+        *(section(ds) for shown, _, section in extra if shown),
         "\n".join(drivers),
         _figure_section(pngs),
         '<h2 id="loans-section">Loans</h2>',

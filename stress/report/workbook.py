@@ -1,6 +1,6 @@
 """The committee workbook (``stress-report --xlsx``): an Excel file with the loss summary, per-loan
-PD, LGD and EL by scenario and tenor, the scenario definitions and the run metadata, one sheet
-each. Every number is the dataset's own, unrounded (USD as USD, shares as fractions shown in
+PD, LGD and EL by scenario and tenor, the tranches and the offtakers (when the run has them), the
+scenario definitions and the run metadata, one sheet each. Every number is the dataset's own, unrounded (USD as USD, shares as fractions shown in
 percent; openpyxl writes 16 significant digits, Excel keeps 15); every column header names its
 unit. Text from user data is written as plain strings, never as formulas.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from ..results import tables
 from . import figures
 from .fans import run_config
 from .narrative import describe_shock, loan_attributes, run_metadata, scenario_definitions
@@ -63,6 +64,44 @@ def loan_rows(ds: xr.Dataset) -> tuple[list[tuple[str, str]], list[list]]:
                 rows.append([s, k, loan, info["borrower"][i], info["chip"][i], float(info["principal"][i]),
                              float(pd_[i]), float(lgd[i]), float(el[i]), float(el[i]) / total if total > 0 else None])
     return cols, rows
+
+
+def tranche_sheet_rows(ds: xr.Dataset) -> tuple[list[tuple[str, str]], list[list]]:
+    """Header and rows of the tranche sheet: one row per facility, scenario, tenor and tranche, with
+    VaR and ES at every quantile and the facility's sponsor equity (when the run has cures)."""
+    qs = [float(q) for q in ds["quantile"].values]
+    rows = tables.tranche_rows(ds, qs, sorted_tenors(ds))
+    equity = rows[0]["equity_cure"] is not None
+    cols = [("scenario", ""), (TENOR_HEADER, MONTHS), ("facility", ""), ("tranche", ""),
+            ("attachment A (share of facility principal)", SHARE), ("detachment D (share of facility principal)", SHARE),
+            ("tranche size (D - A) x facility principal (USD)", USD), ("EL (USD)", USD),
+            ("EL standard error (USD)", USD), ("EL (share of tranche size)", SHARE)]
+    for what in ("VaR", "ES"):
+        for q in qs:
+            cols += [(f"{what} {pct_label(q)} (USD)", USD), (f"{what} {pct_label(q)} standard error (USD)", USD)]
+    cols += [("probability of any loss (share)", SHARE), ("implied rating (Moody's idealised default rates)", ""),
+             ("rating horizon (months)", MONTHS)]
+    if equity:
+        cols += [("sponsor equity injected in the facility (USD; per facility, repeated on its tranches)", USD),
+                 ("sponsor equity lost in the facility (USD; per facility, repeated on its tranches)", USD)]
+    out = []
+    for r in rows:
+        row = [r["scenario"], r["tenor"], r["facility"], r["tranche"], r["attachment"], r["detachment"], r["size"],
+               r["el"], r["el_se"], r["el_share"]]
+        row += [x for what in ("var", "es") for q in qs for x in r[what][q]]
+        row += [r["pd"], r["rating"], r["horizon"]] + ([r["equity_cure"], r["equity_lost"]] if equity else [])
+        out.append(row)
+    return cols, out
+
+
+def offtaker_sheet_rows(ds: xr.Dataset) -> tuple[list[tuple[str, str]], list[list]]:
+    """Header and rows of the offtaker sheet: one row per scenario, tenor and offtaker."""
+    cols = [("scenario", ""), (TENOR_HEADER, MONTHS), ("offtaker", ""),
+            ("share of contracted revenue at the valuation date (share)", SHARE), ("EL of its loans (USD)", USD),
+            ("PD of its loans (share)", SHARE), ("default probability of the offtaker (share)", SHARE)]
+    rows, _ = tables.offtaker_rows(ds, sorted_tenors(ds))
+    return cols, [[r["scenario"], r["tenor"], r["offtaker"], r["revenue_share"], r["el"], r["pd"], r["default_prob"]]
+                  for r in rows]
 
 
 def scenario_rows(ds: xr.Dataset) -> tuple[list[tuple[str, str]], list[list]]:
@@ -161,6 +200,13 @@ def workbook_bytes(ds: xr.Dataset) -> bytes:
                           "shown in percent", *summary_rows(ds))
     _sheet(wb, "loans", "Per-loan results by scenario and tenor: PD and LGD as shares (shown in percent), "
                         "principal and EL in USD", *loan_rows(ds))
+    if tables.has_tranches(ds):
+        _sheet(wb, "tranches", f"Tranches by facility, scenario and tenor, USD ({paths}); attachment, detachment, "
+                               "EL per tranche size and probabilities as shares (shown in percent)",
+               *tranche_sheet_rows(ds))
+    if tables.has_offtakers(ds):
+        _sheet(wb, "offtakers", "Offtakers by scenario and tenor, largest revenue share first: EL in USD, shares and "
+                                "probabilities shown in percent", *offtaker_sheet_rows(ds))
     _sheet(wb, "scenarios", "Scenario definitions: each shock in words and as configured (months after the "
                             "valuation date)", *scenario_rows(ds))
     _sheet(wb, "run", "Run metadata (units as stated in each value)", [("item", ""), ("value", "")],

@@ -19,7 +19,7 @@ from ..engine.chunk import ChunkResult
 from ..engine.problem import Problem
 from ..errors import OutputError
 from ..model.waterfall import CAUSES
-from . import metrics, rating
+from . import metrics, rating, tables
 
 FILENAMES = {"netcdf": "results.nc", "zarr": "results.zarr"}
 
@@ -332,9 +332,11 @@ def summary_tables(ds: xr.Dataset, top_loans: int = 10):
     """Rich tables: EL, VaR and ES (99% or the nearest level) with standard errors by scenario
     and tenor, figures whose SE exceeds ``metrics.NOISY_SHARE`` of them marked '*' with the paths
     that would bring every SE of the row under it; then the loans with the highest EL in the first
-    scenario, at every tenor; and, when the tape has facilities, each tranche's EL, PD and implied
-    rating at the longest tenor."""
+    scenario, at every tenor; when the tape has facilities, each tranche's EL, EL / size, VaR, PD and
+    implied rating by scenario and tenor with the sponsor's equity; when it has offtakers, the
+    ``top_loans`` largest offtakers' revenue share, EL, PD and default probability."""
     from rich.table import Table
+    from rich.text import Text  # names from the tape and the config, never read as markup
 
     q = float(ds["quantile"].sel(quantile=0.99, method="nearest"))
     paths = int(ds.sizes["path"])
@@ -367,20 +369,40 @@ def summary_tables(ds: xr.Dataset, top_loans: int = 10):
         cells = [f"{el.isel(loan=i, tenor=j).item() / 1e6:,.1f} ({ds.pd.sel(scenario=first).isel(loan=i, tenor=j).item():.0%})"
                  for j in range(ds.sizes["tenor"])]
         loans.add_row(str(ds.loan.values[i]), *cells)
-    if "tranche" not in ds.dims:
-        return risk, loans
-    k = ds.tenor.values[-1]
-    m = lambda v: f"{v.item() / 1e6:,.1f}"  # noqa: E731
-    tranches = Table(title=f"Tranches at tenor {'tape' if is_tape(k) else k}: EL USD m (± SE), EL / tranche "
-                           "principal, PD, implied rating (Moody's idealised default rates)")
-    for col in ("tranche", "A-D", "scenario", "EL", "±", "EL/size", "PD", "rating"):
-        tranches.add_column(col, justify="left" if col in ("tranche", "scenario", "rating") else "right", no_wrap=True)
-    for t in ds.tranche.values:
-        cell = ds.sel(tranche=t, tenor=k)
-        size = float((cell.detachment - cell.attachment) * ds.facility_principal.sel(facility=str(cell.tranche_facility.values)))
-        for s in ds.scenario.values:
-            c = cell.sel(scenario=s)
-            tranches.add_row(str(t), f"{float(cell.attachment):.0%}-{float(cell.detachment):.0%}", str(s),
-                             m(c.tranche_el), m(c.tranche_el_se), f"{c.tranche_el.item() / size:.2%}",
-                             f"{c.tranche_pd.item():.1%}", str(c.tranche_rating.values))
-    return risk, loans, tranches
+    out = [risk, loans]
+    m = lambda v: f"{v / 1e6:,.1f}"  # noqa: E731
+    p = lambda v: f"{v:.2%}" if np.isfinite(v) else "–"  # noqa: E731
+    if tables.has_tranches(ds):
+        rows = tables.tranche_rows(ds, [q])
+        equity = rows[0]["equity_cure"] is not None
+        tranches = Table(title=f"Tranches: EL USD m (± SE), EL / tranche size (D - A) x facility principal, VaR "
+                               f"{q:.1%} USD m, probability of any loss, implied rating (Moody's idealised default "
+                               "rates at the rating horizon)",
+                         caption="sponsor equity, USD m: injected by cures into the facility's loans and lost "
+                                 "in those that later defaulted (per facility, not a tranche)" if equity else None)
+        cols = ["tranche", "A-D", "scenario", "tenor", "EL", "±", "EL/size", f"VaR {q:.1%}", "PD", "rating"]
+        for col in cols + (["equity injected", "equity lost"] if equity else []):
+            tranches.add_column(col, justify="left" if col in ("tranche", "scenario", "rating") else "right",
+                                no_wrap=True)
+        for n, r in enumerate(rows):
+            cells = [Text(r["tranche"]), f"{r['attachment'] * 100:.4g}%-{r['detachment'] * 100:.4g}%", Text(r["scenario"]),
+                     "tape" if is_tape(r["tenor"]) else str(r["tenor"]), m(r["el"]), metrics.se_text(r["el_se"] / 1e6),
+                     p(r["el_share"]), m(r["var"][q][0]), p(r["pd"]), r["rating"]]
+            if equity:
+                cells += [m(r["equity_cure"]), m(r["equity_lost"])] if r["first"] else ["", ""]
+            tranches.add_row(*cells, end_section=n + 1 < len(rows) and rows[n + 1]["first"])
+        out.append(tranches)
+    if tables.has_offtakers(ds):
+        rows, n_all = tables.offtaker_rows(ds, top=top_loans)
+        shown = f"the {top_loans} of {n_all} with the largest revenue share" if n_all > top_loans else "all"
+        group = min(top_loans, n_all)  # rows of one scenario and tenor
+        offtakers = Table(title=f"Offtakers ({shown}): share of contracted revenue, EL of their loans USD m, "
+                                "their loans' PD, the offtaker's own default probability")
+        for col in ("offtaker", "revenue share", "scenario", "tenor", "EL", "PD of loans", "offtaker default"):
+            offtakers.add_column(col, justify="left" if col in ("offtaker", "scenario") else "right", no_wrap=True)
+        for n, r in enumerate(rows):
+            offtakers.add_row(Text(r["offtaker"]), p(r["revenue_share"]), Text(r["scenario"]),
+                              "tape" if is_tape(r["tenor"]) else str(r["tenor"]), m(r["el"]), p(r["pd"]),
+                              p(r["default_prob"]), end_section=(n + 1) % group == 0)
+        out.append(offtakers)
+    return tuple(out)
