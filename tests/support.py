@@ -55,7 +55,9 @@ def write_tape(path: Path, loans: list[dict]) -> Path:
     """A CSV loan tape with the required columns (and an optional column where a loan gives it, 0 for the
     others); each loan overrides the defaults above."""
     rows = [{**LOAN, "loan_id": f"L-{i + 1}", **loan} for i, loan in enumerate(loans)]
-    optional = [name for name in ("cure_capacity", "facility", "rvg_per_gpu") if any(name in row for row in rows)]
+    optional = [name for name in ("cure_capacity", "facility", "rvg_per_gpu", "offtaker") if any(name in row for row in rows)]
+    if "offtaker" in optional:  # a blank offtaker is none (a 0 would be an undeclared name)
+        rows = [{"offtaker": "", **row} for row in rows]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(LOAN) + optional, restval="0")
         writer.writeheader()

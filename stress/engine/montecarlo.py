@@ -178,7 +178,7 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                                  _cfads((xp.asarray(cp.hours_on[:, i]) * deals.price).astype(dtype),
                                         dev(cp.base_on[:, :, i])[:, None, :], util, dev(cp.merchant_on[:, i]), loan_price,
                                         dev(cp.slope_on[:, :, i])[:, None, :]),
-                                 _cfads(dtype(0.0), dev(cp.base_off[:, :, i])[:, None, :], util, dev(cp.merchant_off[:, i]),
+                                 _cfads(xp.zeros((), dtype=dtype), dev(cp.base_off[:, :, i])[:, None, :], util, dev(cp.merchant_off[:, i]),
                                         loan_price, dev(cp.slope_off[:, :, i])[:, None, :]))
             if ap is not None and t % ap.every == 0:
                 signed = None if cp is None else (deals.months_left(xp, cp, t), recovery.HOURS_PER_MONTH * deals.price)
