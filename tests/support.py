@@ -15,6 +15,8 @@ from stress import compose
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_TAPE = REPO / "conf" / "portfolio" / "example_loans.csv"
+# The example tape before it had an offtaker column (issue 15): the stored runs of tests/data were made on it.
+V2_TAPE = REPO / "tests" / "data" / "example_loans_v2.csv"
 
 # Philox4x32-10 known-answer vectors, copied from Random123's tests/kat_vectors (the philox4x32 10-round
 # lines; Salmon et al., SC 2011). Columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3.

@@ -63,8 +63,8 @@ SHOCK = {
     "pd_multiplier": {"add": (-100.0, 100.0), "set": (0.0, 100.0), "unit": "multiple of the tape's PD"},
     "renewal_prob": {"add": (-1.0, 1.0), "set": (0.0, 1.0), "unit": "probability of each offtaker's renewals"},
     "offtaker.pd_multiplier": {"add": (-100.0, 100.0), "set": (0.0, 100.0), "unit": "multiple of the offtaker's PD"},
-    "offtaker.default_month": {"set": (1.0, 1200.0), "unit": "month the offtaker fails on every path"},
 }
+OFFTAKER_DEFAULT_MONTH = (1, 1200, "month the offtaker fails on every path; kind set only")  # offtaker.<name>.default_month
 # (low, high, unit) of each key of portfolio.offtakers.<name>
 OFFTAKER = {
     "pd_annual": (0.0, 1.0, "decimal per year"),

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .install import config_dirs
-from .limits import OFFTAKER, PD_MULTIPLIER_MAX, combined_problem, market_problems, out_of_range, shock_bounds
+from .limits import OFFTAKER, OFFTAKER_DEFAULT_MONTH, PD_MULTIPLIER_MAX, combined_problem, market_problems, out_of_range, shock_bounds
 from .messages import schema_problems
 from .schema import (ANALYSES, BACKENDS, CHANNELS, EXECUTORS, FORMATS, MAX_FACILITIES, MAX_MONTHS, MAX_OFFTAKERS,
                      METRICS, OFFTAKER_SHOCK_FIELDS, PATH_SHOCK_TARGETS, PRECISIONS, REVERSE_DIRECTIONS, SCALAR_SHOCK_TARGETS,
@@ -84,8 +84,11 @@ def _shock_problems(cfg: StressConfig) -> list[str]:
                 why = f"{shares[t]} (target {t}) {why}"
             _check(e, why is None, f"{k}.value", str(why))
             if t.endswith(".default_month") and t.startswith("offtaker."):
-                _check(e, shock.kind == "set" and float(v).is_integer(), k, f"{t} takes kind set and a whole month "
-                       f"(the month the offtaker fails on every path), got kind {shock.kind} and value {v}")
+                _check(e, shock.kind == "set" and math.isfinite(v) and float(v).is_integer(), k, f"{t} takes kind set "
+                       f"and a whole month (the month the offtaker fails on every path), got kind {shock.kind} and "
+                       f"value {v}")
+                why = out_of_range(v, OFFTAKER_DEFAULT_MONTH)
+                _check(e, why is None, f"{k}.value", str(why))
             _check(e, shock.start_month >= 1 and shock.ramp_months >= 0, f"{k}",
                    f"start_month must be >= 1 and ramp_months >= 0, got {shock.start_month} and {shock.ramp_months}")
             _check(e, shock.end_month is None or shock.end_month >= shock.start_month, f"{k}.end_month",
