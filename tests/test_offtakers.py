@@ -129,6 +129,20 @@ def test_renewals_that_never_fail_are_a_contract_that_never_ends(engine, tape):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_renewal_is_priced_at_the_last_months_spot_times_the_premium(engine, tape):
+    """A loan carried by a 12-month contract at 1.0 USD/GPU-h, spot flat at 2.0, renewed for 6 months
+    at a premium of 25% with probability 1: the rent is 730 x 1.0 per alive GPU to month 12 and
+    730 x 2.0 x 1.25 from month 13 on, month by month in the DSCR."""
+    terms = {"T": dict(pd_annual=0.0, renewal_prob=1.0, renewal_months=6, renewal_premium=0.25)}
+    cfg, ds = _run(tape, [dict(CARRIED, contract_months=12, offtaker="T")], engine, scenarios=CONSTANT_SPOT,
+                   offtakers=terms)
+    t = np.arange(1, 37)
+    rent = _alive(cfg, t) * 730 * np.where(t <= 12, 1.0, 2.0 * 1.25)
+    np.testing.assert_allclose(ds.dscr_fan.sel(fan_quantile=0.5).values, rent / ds.scheduled_payment.isel(loan=0).values,
+                               rtol=1e-10)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_no_renewals_and_a_safe_offtaker_are_todays_results(engine, tape):
     """An offtaker that never defaults and never renews (renewal_prob = 0) gives exactly the results of
     the same tape without the offtaker column, path by path, for the same seed; so does a run whose
