@@ -30,7 +30,8 @@
 //   first path, the Philox counter), F, seed low 32 bits, seed high 32 bits, channel bits
 //   (1 payment, 2 covenant, 4 refinancing, 8 exogenous), cross_default (0/1), cure_months, cash_trap
 //   (0/1), max_cures, appraisal_months (0 = spot valuation), appraisal window W (months), number of
-//   facilities with tranches Fa (0 = none).
+//   facilities with tranches Fa (0 = none), offtakers with a default draw O, contracts (0/1: the tape
+//   has offtakers; 0 = the signed schedule of contract_revenue, merchant_hours and opex).
 //
 // reals (float64), the Problem arrays flattened one after the other, in this order:
 //   scalars[12]         phi, sqrt(1 - phi^2), u_max, util_beta, util_sigma, refi_ltv_max, sale_cost,
@@ -59,8 +60,14 @@
 //   ap_hours_u[C]       730 u_c                ap_opex[S,C,H+1]   reference opex of month t, USD/GPU-month
 //   ap_life[L], ap_contract_months[L]          months     ap_share[L], ap_rent[L] (730 p_i), ap_gpus[L]
 //   ap_phi_pow[W+1]     phi^h                  ap_psi_pow[C,W+1]  psi_c^h   (h = 0..W)
+// With contracts = 1 (stress.model.contract.ContractParams), then:
+//   off_sqrt_rho[O], off_loading[O], off_loading_c[O], off_idio[O]   latent-variable weights
+//   off_threshold[S,O,H] Phi^-1(cumulative PD)  ct_price[L] USD/GPU-h   ct_renewal_prob[S,L]
+//   ct_renewal_factor[L] 1 + premium           ct_hours_on[L,H], ct_merchant_on[L,H], ct_merchant_off[L,H] GPU-h
+//   ct_base_on[S,L,H], ct_slope_on[S,L,H], ct_base_off[S,L,H], ct_slope_off[S,L,H]  USD
 // ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L],
-//   facility_of_loan[L] (0..Fa-1, -1 = in no facility with tranches).
+//   facility_of_loan[L] (0..Fa-1, -1 = in no facility with tranches); with contracts = 1 then
+//   ct_offtaker[L] (0..O-1 drawn, O = self, -1 = none), ct_months[L], ct_renewal_months[L], off_forced[S,O] (0 = none).
 // The simulate_layout kernel returns the lengths the kernel expects, for the caller to check.
 //
 // Outputs (accumulators zeroed and fans NaN-filled by the caller; optional ones may be null):
@@ -78,6 +85,7 @@
 //   loan_equity_lost[S,K,L], loan_equity_lost_sq[S,K,L] f64  the same for the equity of cells that later
 //                                  default (lost by the sponsor); null without cures       (atomicAdd)
 //   facility_loss[S,K,P,Fa] f64    lenders' loss on each facility's loans per path, USD (null when Fa = 0)
+//   offtaker_defaults[S,K,O] u64   paths on which the offtaker defaults by the tenor's last month (null without contracts)
 // scratch: bytes_per_thread (from simulate_layout) x gridDim.x x blockDim.x, uninitialised.
 // ------------------------------------------------------------------------------------------------
 
@@ -88,6 +96,8 @@ namespace engine {
 // USD a month: with less than a cent due a loan has no DSCR (its ratio would overflow). Same as
 // stress/engine/montecarlo.py MIN_SERVICE.
 constexpr double kMinService = 0.01;
+// Default month of an offtaker that never defaults (and of no offtaker, and self): contract.NEVER.
+constexpr int kNever = 2147483647;
 
 enum ConfigIndex : int {
   CFG_SCENARIOS,
@@ -111,6 +121,8 @@ enum ConfigIndex : int {
   CFG_APPRAISAL_MONTHS,
   CFG_APPRAISAL_WINDOW,
   CFG_FACILITIES,
+  CFG_OFFTAKERS,
+  CFG_CONTRACTS,
   CFG_SIZE
 };
 enum ChannelBit : int { CH_PAYMENT = 1, CH_COVENANT = 2, CH_REFINANCING = 4, CH_EXOGENOUS = 8 };
@@ -131,11 +143,11 @@ enum ScalarIndex : int {  // reals[0..N_SCALARS)
 };
 
 struct Dims {
-  int S, K, L, C, N, B, T, H, lag, Fa;
+  int S, K, L, C, N, B, T, H, lag, Fa, O;
   long long P, first_path, F;
   unsigned long long seed;
   int channels, cure_months, max_cures, appraisal_months, window;
-  bool cross_default, cash_trap;
+  bool cross_default, cash_trap, contracts;
 
   __host__ __device__ explicit Dims(const long long* cfg)
       : S(int(cfg[CFG_SCENARIOS])), K(int(cfg[CFG_TENORS])), L(int(cfg[CFG_LOANS])), C(int(cfg[CFG_CHIPS])),
@@ -145,8 +157,8 @@ struct Dims {
         seed((unsigned long long)(cfg[CFG_SEED_HI]) << 32 | (unsigned long long)(cfg[CFG_SEED_LO])),
         channels(int(cfg[CFG_CHANNELS])), cure_months(int(cfg[CFG_CURE_MONTHS])),
         max_cures(int(cfg[CFG_MAX_CURES])), appraisal_months(int(cfg[CFG_APPRAISAL_MONTHS])),
-        window(int(cfg[CFG_APPRAISAL_WINDOW])), Fa(int(cfg[CFG_FACILITIES])), cross_default(cfg[CFG_CROSS_DEFAULT] != 0),
-        cash_trap(cfg[CFG_CASH_TRAP] != 0) {}
+        window(int(cfg[CFG_APPRAISAL_WINDOW])), Fa(int(cfg[CFG_FACILITIES])), O(int(cfg[CFG_OFFTAKERS])),
+        cross_default(cfg[CFG_CROSS_DEFAULT] != 0), cash_trap(cfg[CFG_CASH_TRAP] != 0), contracts(cfg[CFG_CONTRACTS] != 0) {}
 };
 
 // Read-only views into `reals` and `ints`, in the documented order. With null bases only the
@@ -165,7 +177,11 @@ struct Tables {
   const double *opex_base, *opex_slope;
   const double *ap_discount, *ap_annuity, *ap_hours_u, *ap_opex, *ap_life, *ap_contract_months, *ap_share, *ap_rent;
   const double *ap_gpus, *ap_phi_pow, *ap_psi_pow;
+  const double *off_sqrt_rho, *off_loading, *off_loading_c, *off_idio, *off_threshold;
+  const double *ct_price, *ct_renewal_prob, *ct_renewal_factor, *ct_hours_on, *ct_merchant_on, *ct_merchant_off;
+  const double *ct_base_on, *ct_slope_on, *ct_base_off, *ct_slope_off;
   const int *chip, *refinanced, *borrower, *tenor, *facility;
+  const int *ct_offtaker, *ct_months, *ct_renewal_months, *off_forced;
   long long n_reals = 0, n_ints = 0;
 
   __host__ __device__ Tables(const Dims& d, const double* reals, const int* ints) {
@@ -199,7 +215,16 @@ struct Tables {
     ap_discount = real(C * W1), ap_annuity = real(C * W1), ap_hours_u = real(A * C), ap_opex = real(A * S * C * (H + 1));
     ap_life = real(A * L), ap_contract_months = real(A * L), ap_share = real(A * L), ap_rent = real(A * L);
     ap_gpus = real(A * L), ap_phi_pow = real(W1), ap_psi_pow = real(C * W1);
+    const long long Q = d.contracts ? 1 : 0, O = Q * d.O;
+    off_sqrt_rho = real(O), off_loading = real(O), off_loading_c = real(O), off_idio = real(O);
+    off_threshold = real(S * O * H);
+    ct_price = real(Q * L), ct_renewal_prob = real(Q * S * L), ct_renewal_factor = real(Q * L);
+    ct_hours_on = real(Q * L * H), ct_merchant_on = real(Q * L * H), ct_merchant_off = real(Q * L * H);
+    ct_base_on = real(Q * S * L * H), ct_slope_on = real(Q * S * L * H);
+    ct_base_off = real(Q * S * L * H), ct_slope_off = real(Q * S * L * H);
     chip = integer(L), refinanced = integer(L), borrower = integer(L), tenor = integer(K * L), facility = integer(L);
+    ct_offtaker = integer(Q * L), ct_months = integer(Q * L), ct_renewal_months = integer(Q * L);
+    off_forced = integer(S * O);
   }
 };
 
@@ -220,6 +245,7 @@ struct Outputs {
   double* loan_equity_lost;
   double* loan_equity_lost_sq;
   double* facility_loss;
+  unsigned long long* offtaker_defaults;
 };
 
 // A per-thread array in the scratch: element i of thread tid at base[i n_threads + tid], so that
@@ -270,6 +296,9 @@ struct Scratch {
   Column<double> sold;                            // [C] fire sale: GPUs of each family sold this month (one tenor)
   Column<double> ap_sum;                          // [C (W+1)] appraisal only: cumulative expected rents S(n)
   Column<T> appraised;                            // [L] appraisal only: collateral of the latest appraisal, USD
+  Column<int> offtaker_month;                     // [O] contracts only: month the offtaker defaults (kNever: never)
+  Column<int> contract_end;                       // [L] contracts only: last month of the contract in force
+  Column<double> contract_price;                  // [L] contracts only: its price, USD/GPU-h
   long long bytes_per_thread;
 
   __host__ __device__ Scratch(char* base, long long n_threads, long long tid, const Dims& d) {
@@ -290,6 +319,8 @@ struct Scratch {
     sold = a.take<double>(d.C);
     const bool ap = d.appraisal_months > 0;
     ap_sum = a.take<double>(ap ? (long long)d.C * (d.window + 1) : 0), appraised = a.take<T>(ap ? d.L : 0);
+    offtaker_month = a.take<int>(d.contracts ? d.O : 0);
+    contract_end = a.take<int>(d.contracts ? d.L : 0), contract_price = a.take<double>(d.contracts ? d.L : 0);
     bytes_per_thread = a.bytes;
   }
 };
@@ -338,9 +369,12 @@ struct PathSim {
       const double u = philox::uniform_at(key, path, 0, philox::STREAM_LAUNCH, n);
       sc.launch[n] = tb.launch_month[s * d.N + n] + tb.launch_jitter[n] * (2.0 * u - 1.0);
     }
-    double z = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    const double z0 = philox::normal_at(key, path, 0, philox::STREAM_COPULA_SYS, 0);
+    const double w = tb.scalars[SC_DEMAND_CORR] != 0.0 || d.contracts ? first_year_factor() : 0.0;
+    double z = z0;
     if (tb.scalars[SC_DEMAND_CORR] != 0.0)  // wrong-way risk: Z = r W + sqrt(1 - r^2) Z0
-      z = tb.scalars[SC_DEMAND_CORR] * first_year_factor() + tb.scalars[SC_DEMAND_CORR_C] * z;
+      z = tb.scalars[SC_DEMAND_CORR] * w + tb.scalars[SC_DEMAND_CORR_C] * z0;
+    if (d.contracts) start_contracts(w, z0);
     double eps[4];
     for (int l = 0; l < d.L; ++l) {
       if (l % 4 == 0) philox::normals4(key, path, 0, philox::STREAM_COPULA_IDIO, l / 4, eps);
@@ -363,6 +397,52 @@ struct PathSim {
     }
     for (int i = 0; i < d.T; ++i) sc.defaults_at[i] = 0;
     if (d.appraisal_months > 0) reappraise(0);
+  }
+
+  // contract.default_months and ContractState.start: each offtaker's latent variable and default month
+  // (counted per tenor into offtaker_defaults), and the tape's contracts.
+  __device__ void start_contracts(double w, double z0) {
+    double eta[4];
+    for (int o = 0; o < d.O; ++o) {
+      if (o % 4 == 0) philox::normals4(key, path, 0, philox::STREAM_OFFTAKER, o / 4, eta);
+      const double y = model::offtaker_latent(tb.off_sqrt_rho[o], tb.off_loading[o], tb.off_loading_c[o],
+                                              tb.off_idio[o], w, z0, eta[o % 4]);
+      int month = kNever;
+      const double* threshold = tb.off_threshold + ((long long)s * d.O + o) * d.H;
+      for (int t = 1; t <= d.H; ++t)
+        if (y <= threshold[t - 1]) {
+          month = t;
+          break;
+        }
+      const int forced = tb.off_forced[s * d.O + o];
+      if (forced > 0 && forced < month) month = forced;
+      sc.offtaker_month[o] = month;
+      for (int k = 0; k < d.K; ++k) {
+        int last = 0;  // the tenor's last month (tenors=tape: the longest loan)
+        for (int l = 0; l < d.L; ++l) last = tb.tenor[k * d.L + l] > last ? tb.tenor[k * d.L + l] : last;
+        if (month <= last) atomicAdd(&out.offtaker_defaults[((long long)s * d.K + k) * d.O + o], 1ull);
+      }
+    }
+    for (int l = 0; l < d.L; ++l) sc.contract_end[l] = tb.ct_months[l], sc.contract_price[l] = tb.ct_price[l];
+  }
+
+  // ContractState.fails: the default month of loan l's offtaker (kNever: none, self, or never).
+  __device__ int offtaker_fails(int l) const {
+    const int o = tb.ct_offtaker[l];
+    return o >= 0 && o < d.O ? sc.offtaker_month[o] : kNever;
+  }
+
+  // ContractState.renew at the end of month t: a contract whose last month is t, with its offtaker
+  // alive, renews with probability renewal_prob at the month's spot price x (1 + premium).
+  __device__ void renew(int t) {
+    for (int l = 0; l < d.L; ++l) {
+      if (sc.contract_end[l] != t || !(t < offtaker_fails(l))) continue;
+      const double u = philox::uniform_at(key, path, t, philox::STREAM_RENEWAL, l);
+      if (u < tb.ct_renewal_prob[(long long)s * d.L + l]) {
+        sc.contract_end[l] += tb.ct_renewal_months[l];
+        sc.contract_price[l] = model::renewal_price(double(sc.price[tb.chip[l]]), tb.ct_renewal_factor[l]);
+      }
+    }
   }
 
   // appraisal.expected_prices + the cumulative sums of appraisal.appraise at month t, every chip.
@@ -397,14 +477,21 @@ struct PathSim {
     }
   }
 
-  // Appraised value per alive GPU of loan l at month t from appraise_chips(t), USD.
-  __device__ double loan_appraisal(int l, int t) const {
+  // Appraised value per alive GPU of loan l at month t from appraise_chips(t), USD. With contracts, the
+  // contract in force (ContractState.months_left: none once its offtaker failed; at a `sale`, none for self).
+  __device__ double loan_appraisal(int l, int t, bool sale) const {
     const long long W1 = d.window + 1;
     const int c = tb.chip[l];
     const int left = int(model::np_clip(tb.ap_life[l] - double(t), 0.0, double(d.window)));
-    const int months = int(model::np_maximum(model::np_minimum(tb.ap_contract_months[l] - double(t), double(left)), 0.0));
+    double signed_months = tb.ap_contract_months[l] - double(t), rent = tb.ap_rent[l];
+    if (d.contracts) {
+      const bool live = t < offtaker_fails(l) && !(sale && tb.ct_offtaker[l] == d.O);
+      signed_months = live ? double(sc.contract_end[l] - t) : 0.0;
+      rent = 730.0 * sc.contract_price[l];  // recovery.HOURS_PER_MONTH
+    }
+    const int months = int(model::np_maximum(model::np_minimum(signed_months, double(left)), 0.0));
     const double opex = tb.ap_opex[((long long)s * d.C + c) * (d.H + 1) + t];
-    return model::appraisal_value(sc.ap_sum[c * W1 + left], sc.ap_sum[c * W1 + months], tb.ap_share[l], tb.ap_rent[l],
+    return model::appraisal_value(sc.ap_sum[c * W1 + left], sc.ap_sum[c * W1 + months], tb.ap_share[l], rent,
                                   opex, tb.ap_annuity[c * W1 + months], tb.scrap[l]);
   }
 
@@ -413,7 +500,7 @@ struct PathSim {
     appraise_chips(t);
     for (int l = 0; l < d.L; ++l) {
       const double alive = t > 0 ? double(T(tb.gpus_alive[(long long)l * d.H + t - 1])) : double(T(tb.ap_gpus[l]));
-      sc.appraised[l] = T(alive * loan_appraisal(l, t));
+      sc.appraised[l] = T(alive * loan_appraisal(l, t, false));
     }
   }
 
@@ -512,8 +599,16 @@ struct PathSim {
       const T util = model::utilization<T>(T(tb.util_intercept[c]), beta, demand_t, sigma_u, T(noise[l % 4]), u_max,
                                            util_a, util_b);
       const T price = sc.price[c];
-      const T cf = model::cfads<T>(T(tb.contract_revenue[li]), T(tb.opex_base[sli]), util, T(tb.merchant_hours[li]),
-                                   price, T(tb.opex_slope[sli]));
+      T cf;
+      if (!d.contracts) {
+        cf = model::cfads<T>(T(tb.contract_revenue[li]), T(tb.opex_base[sli]), util, T(tb.merchant_hours[li]), price,
+                             T(tb.opex_slope[sli]));
+      } else if (model::contract_on(t, sc.contract_end[l], offtaker_fails(l))) {  // its rent, the rest at spot
+        cf = model::cfads<T>(T(tb.ct_hours_on[li] * sc.contract_price[l]), T(tb.ct_base_on[sli]), util,
+                             T(tb.ct_merchant_on[li]), price, T(tb.ct_slope_on[sli]));
+      } else {  // no contract in force: every GPU at spot
+        cf = model::cfads<T>(T(0), T(tb.ct_base_off[sli]), util, T(tb.ct_merchant_off[li]), price, T(tb.ct_slope_off[sli]));
+      }
       const T collateral = d.appraisal_months > 0
           ? sc.appraised[l]
           : T(tb.gpus_alive[li]) * model::collateral_value<T>(price, T(tb.value_income[li]), T(tb.value_cost[li]),
@@ -605,7 +700,7 @@ struct PathSim {
         if (sc.default_month[j] != defaulted) continue;
         const int c = tb.chip[l];
         const T keep = impact != 0.0 ? T(1.0 - impact * model::np_minimum(1.0, sc.sold[c] * tb.inverse_depth[c])) : T(1);
-        const T value = d.appraisal_months > 0 ? T(loan_appraisal(l, t))
+        const T value = d.appraisal_months > 0 ? T(loan_appraisal(l, t, true))
                                                : model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
                                                                             T(tb.value_cost[li]), T(tb.scrap[l]));
         // waterfall.step records the annual rate at default as 12.0 * monthly_rate, in T.
@@ -630,6 +725,7 @@ struct PathSim {
       const double shocked = advance_market(t);
       if (t <= d.T) loans_month(t, shocked);
       sell(t);
+      if (d.contracts) renew(t);
     }
     for (int k = 0; k < d.K; ++k) out.loss[((long long)s * d.K + k) * d.P + p] = sc.path_loss[k];
     if (out.loan_equity)
@@ -679,11 +775,11 @@ extern "C" __global__ void simulate_layout(const long long* config, long long* s
                                   double* ltv_fan, double* dscr_fan, short* default_month,                         \
                                   signed char* default_cause, double* loan_equity, double* loan_equity_sq,         \
                                   double* loan_equity_lost, double* loan_equity_lost_sq, double* facility_loss,   \
-                                  char* scratch) {                                                                 \
+                                  unsigned long long* offtaker_defaults, char* scratch) {                          \
     const engine::Outputs out{loss,        loan_loss, loan_defaults, loan_lgd,      defaulted_exposure,            \
                               cause_count, price_fan, ltv_fan,       dscr_fan,      default_month,                 \
                               default_cause, loan_equity, loan_equity_sq, loan_equity_lost, loan_equity_lost_sq,  \
-                              facility_loss};                                                                      \
+                              facility_loss, offtaker_defaults};                                                   \
     engine::simulate_paths<T>(config, reals, ints, out, scratch);                                                  \
   }
 

@@ -80,6 +80,23 @@ __host__ __device__ __forceinline__ double appraisal_value(double sum_life, doub
 }
 
 // ---------------------------------------------------------------------------------------------
+// Offtakers and contract renewals (stress/model/contract.py), float64.
+
+// contract.latent: Y_o = sqrt(rho_o) (l_o W + sqrt(1 - l_o^2) Z0) + sqrt(1 - rho_o) eta_o.
+__host__ __device__ __forceinline__ double offtaker_latent(double sqrt_rho, double loading, double loading_c,
+                                                           double idio, double w, double z0, double eta) {
+  return sqrt_rho * (loading * w + loading_c * z0) + idio * eta;
+}
+
+// ContractState.on: month t is under contract while t <= the contract's last month and before its
+// offtaker's default month.
+__host__ __device__ __forceinline__ bool contract_on(int t, int end, int fails) { return t <= end && t < fails; }
+
+// ContractState.renew: the renewed contract's price, the spot price of its last month (as the loan
+// sees it, in T) x (1 + renewal premium), USD/GPU-h.
+__host__ __device__ __forceinline__ double renewal_price(double spot, double factor) { return spot * factor; }
+
+// ---------------------------------------------------------------------------------------------
 // Loan cash flows, in T.
 
 // market.utilization: u_max logistic(a_c + beta D_t + sigma_u n) under the utilisation shock a u + b,

@@ -24,6 +24,8 @@ enum Stream : unsigned {
   STREAM_COPULA_IDIO = 3,  // copula idiosyncratic, month 0, index = loan
   STREAM_COPULA_SYS = 4,   // copula systematic, month 0, index 0
   STREAM_LAUNCH = 5,       // launch jitter (a uniform), month 0, index = launch event
+  STREAM_OFFTAKER = 6,     // offtaker idiosyncratic normal, month 0, index = offtaker
+  STREAM_RENEWAL = 7,      // contract renewal (a uniform), month = the contract's last month, index = loan
 };
 
 constexpr unsigned M0 = 0xD2511F53u, M1 = 0xCD9E8D57u;  // round multipliers (PHILOX_M4x32_0, _1)

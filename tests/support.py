@@ -15,6 +15,8 @@ from stress import compose
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_TAPE = REPO / "conf" / "portfolio" / "example_loans.csv"
+# The example tape before it had an offtaker column (issue 15): the stored runs of tests/data were made on it.
+V2_TAPE = REPO / "tests" / "data" / "example_loans_v2.csv"
 
 # Philox4x32-10 known-answer vectors, copied from Random123's tests/kat_vectors (the philox4x32 10-round
 # lines; Salmon et al., SC 2011). Columns: ctr0 ctr1 ctr2 ctr3 key0 key1 out0 out1 out2 out3.
@@ -55,7 +57,9 @@ def write_tape(path: Path, loans: list[dict]) -> Path:
     """A CSV loan tape with the required columns (and an optional column where a loan gives it, 0 for the
     others); each loan overrides the defaults above."""
     rows = [{**LOAN, "loan_id": f"L-{i + 1}", **loan} for i, loan in enumerate(loans)]
-    optional = [name for name in ("cure_capacity", "facility", "rvg_per_gpu") if any(name in row for row in rows)]
+    optional = [name for name in ("cure_capacity", "facility", "rvg_per_gpu", "offtaker") if any(name in row for row in rows)]
+    if "offtaker" in optional:  # a blank offtaker is none (a 0 would be an undeclared name)
+        rows = [{"offtaker": "", **row} for row in rows]
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(LOAN) + optional, restval="0")
         writer.writeheader()

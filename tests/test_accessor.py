@@ -13,6 +13,8 @@ import stress
 from stress.config.compose import to_schema
 from stress.config.install import tape_path
 from stress.config.portfolio import load_portfolio
+
+from support import V2_TAPE
 from stress.config.reference import config_reference
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,8 +24,8 @@ REFERENCE = ROOT / "docs" / "configuration.md"  # the page README links for the 
 
 @pytest.fixture(scope="module")
 def ds():
-    return stress.run(stress.compose(["scenario=[baseline,ai_winter]", "tenors=[36,60]", "mc.paths=40",
-                                      "mc.fan_paths=8"]))
+    return stress.run(stress.compose([f"portfolio.path={V2_TAPE}", "scenario=[baseline,ai_winter]", "tenors=[36,60]",
+                                      "mc.paths=40", "mc.fan_paths=8"]))
 
 
 def test_loan_coordinates_come_from_the_tape(ds):

@@ -15,7 +15,7 @@ from stress.config.compose import to_schema
 from stress.model import appraisal, market
 from stress.pipeline import run
 
-from support import config
+from support import V2_TAPE, config
 
 # Families sold new at the valuation date (launched within four years); the A100's purchase price
 # is its 2020 launch price, which no buyer pays for a new A100 at today's rents.
@@ -144,7 +144,8 @@ def test_example_book_el_rises_with_tenor_and_84_month_pds_spread_out():
     """Example book, baseline, 400 paths: portfolio EL rises from 36 to 60 to 84 months by more than 4
     standard errors of the difference's larger term; at 84 months the loans' PDs are spread out (the
     standard error of a PD is at most 2.5 points): a quarter of the loans below 0.7, one below 0.3."""
-    ds = run(config(["scenario=[baseline]", "tenors=[36,60,84]", "mc.paths=400", "mc.fan_paths=0"]))
+    ds = run(config([f"portfolio.path={V2_TAPE}", "scenario=[baseline]", "tenors=[36,60,84]", "mc.paths=400",
+                     "mc.fan_paths=0"]))
     cell = ds.sel(scenario="baseline")
     el, se = cell.expected_loss.to_series(), cell.expected_loss_se.to_series()
     for short, long in ((36, 60), (60, 84)):

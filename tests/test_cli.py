@@ -74,8 +74,8 @@ BAD_CONFIGS = [
     (["precision=float16"], "precision: must be one of float64, float32; got 'float16'"),
     (["output.format=csv"], "output.format: must be one of netcdf, zarr; got 'csv'"),
     (["scenario=[no_such_scenario]"], "scenario: there is no scenario named 'no_such_scenario'; available: "
-                                      "ai_winter, baseline, "),
-    (["scenario=[baseline,nope]"], "scenario: there is no scenario named 'nope'; available: ai_winter, baseline"),
+                                      "ai_winter, anchor_tenant_default, baseline, "),
+    (["scenario=[baseline,nope]"], "scenario: there is no scenario named 'nope'; available: ai_winter, anchor_tenant_default, baseline"),
     (["market=nope"], "market: there is no market named 'nope'; available: gpu_2026q4"),
     (["model.channels=[payment,telepathy]"], "telepathy"),
     (["scenario.baseline.shocks=[{target: price.X9000, kind: mul, value: 0.5}]"],

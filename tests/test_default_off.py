@@ -9,7 +9,7 @@ import pytest
 
 from stress.pipeline import run
 
-from support import REPO, config
+from support import REPO, V2_TAPE, config
 
 DATA = REPO / "tests" / "data"
 OFF = ["model.exogenous.demand_corr=0.0", "model.recovery.price_impact=0.0"]  # the new keys at their off values, spelled out
@@ -22,7 +22,7 @@ def test_features_off_reproduce_the_stored_v2_run(explicit):
     spec.loader.exec_module(make)
     with np.load(DATA / "v2_default_off.npz") as stored:
         want = {k: stored[k] for k in stored.files}
-    ds = run(config([*make.V2_OVERRIDES, *(OFF if explicit else [])]))
+    ds = run(config([*make.V2_OVERRIDES, f"portfolio.path={V2_TAPE}", *(OFF if explicit else [])]))
     assert int((want["default_month"] > 0).sum()) > 100  # the comparison covers many defaults
     for name, value in want.items():
         got = ds[name].values

@@ -18,7 +18,7 @@ from stress.config import schema, validate
 from stress.config.compose import compose, to_schema
 from stress.config.install import tape_path
 from stress.config.portfolio import load_portfolio
-from stress.config.schema import FacilityConfig, ScenarioConfig, ShockConfig, TrancheConfig
+from stress.config.schema import FacilityConfig, OfftakerConfig, ScenarioConfig, ShockConfig, TrancheConfig
 from stress.engine import chunk, hostkernel, montecarlo, problem
 from stress.model import rng
 
@@ -137,7 +137,8 @@ def _assert_parity(ref: chunk.ChunkResult, got: chunk.ChunkResult, rtol: float =
         assert a.shape == b.shape, name
         np.testing.assert_array_equal(np.isnan(b), np.isnan(a), err_msg=name)
         np.testing.assert_allclose(b, a, rtol=rtol, atol=0, err_msg=name)
-    for name in ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq", "facility_loss"):  # present with equity cures / facilities only
+    for name in ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq", "facility_loss",
+                 "offtaker_defaults"):  # present with equity cures / facilities / offtakers only
         a, b = getattr(ref, name), getattr(got, name)
         assert (a is None) == (b is None), name
         if a is not None:
@@ -248,6 +249,30 @@ def _random_facilities(r: np.random.Generator, tape_file: Path) -> dict:
     return facilities
 
 
+def _random_offtakers(r: np.random.Generator, tape_file: Path, cfg) -> None:
+    """An ``offtaker`` column (O0..O2, self or blank) appended to the tape, random offtakers (PD, rho,
+    demand loading, renewals) in the config, and in each scenario maybe a forced default, a PD
+    multiplier or a renewal shock."""
+    cells = [str(r.choice(["O0", "O1", "O2", "self", ""])) for _ in tape_file.read_text().splitlines()[1:]]
+    cells[0], cells[1] = "O0", "self"
+    _append_column(tape_file, "offtaker", cells)
+    cfg.portfolio.offtakers = {
+        name: OfftakerConfig(pd_annual=float(r.choice([0.0, 1.0, r.uniform(0.01, 0.4)])),
+                             asset_corr=float(r.uniform(0, 1)), demand_loading=float(r.uniform(-1, 1)),
+                             renewal_prob=float(r.choice([0.0, 1.0, r.uniform(0, 1)])),
+                             renewal_months=int(r.integers(1, 30)), renewal_premium=float(r.uniform(-0.5, 0.5)))
+        for name in ("O0", "O1", "O2", "O3")}
+    cfg.portfolio.offtakers["self"] = OfftakerConfig(renewal_prob=float(r.uniform(0, 1)), renewal_months=6)
+    for sc in cfg.scenario.values():
+        if r.random() < 0.5:
+            sc.shocks.append(ShockConfig(target=f"offtaker.O{r.integers(0, 3)}.default_month", kind="set",
+                                         value=float(r.integers(1, 40))))
+        if r.random() < 0.3:
+            sc.shocks.append(ShockConfig(target="offtaker.O1.pd_multiplier", kind="mul", value=float(r.uniform(0, 3))))
+        if r.random() < 0.3:
+            sc.shocks.append(ShockConfig(target="renewal_prob", kind="set", value=float(r.uniform(0, 1))))
+
+
 def _random_shock(r: np.random.Generator, cfg) -> ShockConfig:
     chips = list(cfg.market.chips)
     launches = [x.name for x in cfg.market.launches]
@@ -317,6 +342,8 @@ def _random_case(case: int, tmp_path: Path):
         fire = np.random.default_rng(7000 + case)
         cfg.model.recovery.price_impact = float(fire.uniform(0.1, 0.8))
         cfg.model.recovery.market_depth = {c: float(fire.choice([math.inf, fire.uniform(5e3, 1.5e5)])) for c in cfg.market.chips}
+    if case % 4 != 3:  # offtakers and renewals, on their own random numbers
+        _random_offtakers(np.random.default_rng(8000 + case), tape_file, cfg)
     if with_cures:
         cfg.model.covenant.cash_trap = bool(cures.random() < 0.7)
         cfg.model.covenant.max_cures = int(cures.integers(1, 4))
@@ -336,7 +363,8 @@ def test_random_portfolios_match_numpy(host, case, tmp_path):
     8 and 9 with equity cures (cure_capacity, max_cures) and mostly the cash trap; cases not 1 mod 3
     with the appraisal valuation; even cases with facilities (per-path facility losses); cases not
     divisible by 3 with wrong-way risk (model.exogenous.demand_corr); cases not 2 mod 3 with residual
-    value guarantees (rvg_per_gpu); odd cases and case 4 with fire sales (market_depth, price_impact)."""
+    value guarantees (rvg_per_gpu); odd cases and case 4 with fire sales (market_depth, price_impact); cases
+    not 3 mod 4 with offtakers (defaults, forced defaults, self contracts) and renewals."""
     host("engine.cu")
     prob, seed = _random_case(case, tmp_path)
     args = dict(seed=seed, start=37, stop=187, fan_paths=60, keep_paths=True)

@@ -107,7 +107,7 @@ def test_portfolio_is_frozen_and_read_only():
 def test_portfolio_fields_are_the_design_columns():
     names = [f.name for f in dataclasses.fields(Portfolio)]
     assert names == ["source", *COLUMNS, *OPTIONAL, "line"]
-    assert len(COLUMNS) == 22 and list(OPTIONAL) == ["cure_capacity", "facility", "rvg_per_gpu"]
+    assert len(COLUMNS) == 22 and list(OPTIONAL) == ["cure_capacity", "facility", "rvg_per_gpu", "offtaker"]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".pq"])
@@ -179,7 +179,7 @@ def test_a_column_unlike_any_missing_one_is_unknown_and_the_missing_one_listed(t
     assert tape_problems(tmp_path, rows) == [
         "line 1 (header): missing columns 'rate'",
         "line 1 (header): unknown columns 'note' (column 7); the expected columns are "
-        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility, rvg_per_gpu)",
+        + ", ".join(COLUMNS) + " (optional: cure_capacity, facility, rvg_per_gpu, offtaker)",
     ]
 
 
@@ -188,7 +188,7 @@ def test_extra_column_is_an_error(tmp_path):
     for row in rows:
         row.append("note" if row is rows[0] else "")
     (problem,) = tape_problems(tmp_path, rows)
-    assert problem.startswith("line 1 (header): unknown columns 'note' (column 23); ")
+    assert problem.startswith("line 1 (header): unknown columns 'note' (column 24); ")
     assert "loan_id, borrower, chip" in problem
 
 
@@ -197,7 +197,7 @@ def test_duplicated_column(tmp_path):
     for row in rows:
         row.append(row[6])  # a second 'rate'
     assert tape_problems(tmp_path, rows) == [
-        "line 1 (header): duplicated columns 'rate' (columns 7, 23)"
+        "line 1 (header): duplicated columns 'rate' (columns 7, 24)"
     ]
 
 
@@ -353,7 +353,7 @@ def test_row_with_wrong_number_of_cells(tmp_path):
     rows = example_rows()
     rows[NEO_02 - 1] = rows[NEO_02 - 1][:-1]
     assert tape_problems(tmp_path, rows) == [
-        "line 8 (loan_id 'NEO-02'): has 21 cells, the header has 22"
+        "line 8 (loan_id 'NEO-02'): has 22 cells, the header has 23"
     ]
 
 

@@ -8,7 +8,7 @@ import xarray as xr
 from stress.pipeline import run
 from stress.results import metrics
 
-from support import REPO, config
+from support import REPO, V2_TAPE, config
 
 DATA = REPO / "tests" / "data"
 # Standard errors whose estimator changed since v1 on purpose, and why; they must equal the current
@@ -25,7 +25,7 @@ def test_v1_results_are_reproduced_bit_for_bit():
     make = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make)
     stored = xr.load_dataset(DATA / "v1_regression.nc")
-    ds = run(config([*make.V1_OVERRIDES, *V1_MODEL]))
+    ds = run(config([*make.V1_OVERRIDES, f"portfolio.path={V2_TAPE}", *V1_MODEL]))
     assert int((stored.default_month > 0).sum()) > 100  # the comparison covers many defaults
     for name in stored.variables:  # data variables and coordinates; attributes hold times and paths
         want, got = stored[name].values, ds[name].values

@@ -61,6 +61,18 @@ SHOCK = {
     "launch.month": {"add": (-600.0, 600.0), "set": (-600.0, 600.0), "unit": "months"},
     "launch.step": {"add": (-1.0, 1.0), "set": (0.0, 0.9999), "unit": "fractional price drop"},
     "pd_multiplier": {"add": (-100.0, 100.0), "set": (0.0, 100.0), "unit": "multiple of the tape's PD"},
+    "renewal_prob": {"add": (-1.0, 1.0), "set": (0.0, 1.0), "unit": "probability of each offtaker's renewals"},
+    "offtaker.pd_multiplier": {"add": (-100.0, 100.0), "set": (0.0, 100.0), "unit": "multiple of the offtaker's PD"},
+}
+OFFTAKER_DEFAULT_MONTH = (1, 1200, "month the offtaker fails on every path; kind set only")  # offtaker.<name>.default_month
+# (low, high, unit) of each key of portfolio.offtakers.<name>
+OFFTAKER = {
+    "pd_annual": (0.0, 1.0, "decimal per year"),
+    "asset_corr": (0.0, 1.0, "share of the latent variable's variance that is systematic"),
+    "demand_loading": (-1.0, 1.0, "correlation with the first-year AI demand factor"),
+    "renewal_prob": (0.0, 1.0, "probability"),
+    "renewal_months": (1, 1200, "months"),
+    "renewal_premium": (-0.99, 10.0, "share of the spot price"),
 }
 
 
@@ -79,8 +91,8 @@ def shock_family(target: str) -> str:
     """The SHOCK key of a target: price.<chip> -> price, launch.<gen>.month -> launch.month."""
     if target.startswith("price."):
         return "price"
-    if target.startswith("launch."):
-        return "launch." + target.rpartition(".")[2]
+    if target.startswith(("launch.", "offtaker.")):
+        return target.partition(".")[0] + "." + target.rpartition(".")[2]
     return target
 
 

@@ -70,6 +70,7 @@ class Portfolio:
     cure_capacity: np.ndarray  # float64; optional (missing = 0): equity the sponsor can inject over the life, share of principal
     facility: np.ndarray  # str; optional (missing or blank = the loan itself): the facility whose tranches share the loan's losses
     rvg_per_gpu: np.ndarray  # float64; optional (missing = 0): residual value guarantee, floor on net sale proceeds per alive GPU, USD
+    offtaker: np.ndarray  # str; optional (missing or blank = none): the counterparty of the loan's contracts, a name of portfolio.offtakers or self
     line: np.ndarray  # int64; line of the loan in the tape (header = 1; Parquet: row number + 1)
 
     def __len__(self) -> int:
@@ -77,7 +78,7 @@ class Portfolio:
         return len(self.loan_id)
 
 
-OPTIONAL = {"cure_capacity": "0", "facility": "", "rvg_per_gpu": "0"}  # columns a tape may leave out, with the cell that stands in for them
+OPTIONAL = {"cure_capacity": "0", "facility": "", "rvg_per_gpu": "0", "offtaker": ""}  # columns a tape may leave out, with the cell that stands in for them
 COLUMNS: tuple[str, ...] = tuple(
     f.name for f in fields(Portfolio) if f.name not in ("source", "line", *OPTIONAL)
 )  # the tape's required columns, in docs/loan-tape.md order

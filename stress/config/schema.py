@@ -20,7 +20,10 @@ FORMATS = ("netcdf", "zarr")
 EXECUTORS = ("local", "dask")
 SHOCK_KINDS = ("add", "mul", "set")
 PATH_SHOCK_TARGETS = ("demand", "utilization", "power_price", "base_rate", "haircut")
-SCALAR_SHOCK_TARGETS = ("pd_multiplier",)
+SCALAR_SHOCK_TARGETS = ("pd_multiplier", "renewal_prob")
+OFFTAKER_SHOCK_FIELDS = ("default_month", "pd_multiplier")  # offtaker.<name>.<field>, scalar targets
+SELF = "self"  # the tape's offtaker of a contract with the borrower itself (an SPV leasing to its sponsor)
+MAX_OFFTAKERS = 64  # declared offtakers: the engines keep one default month per (scenario, path, offtaker)
 MAX_FACILITIES = 16  # facilities with tranches: the engines return a loss per (scenario, tenor, path, facility)
 
 
@@ -95,10 +98,12 @@ class ShockConfig:
 
     w(t) is 0 before ``start_month``, rises linearly to 1 over ``ramp_months``, and falls back
     to 0 after ``end_month``. ``add``: x + value w; ``mul``: x (1 + (value - 1) w);
-    ``set``: x (1 - w) + value w. Launch and ``pd_multiplier`` targets are scalars, applied in full.
+    ``set``: x (1 - w) + value w. Launch, ``pd_multiplier``, ``renewal_prob`` and ``offtaker.*`` targets
+    are scalars, applied in full; ``offtaker.<name>.default_month`` takes ``set`` only (the month the
+    offtaker fails on every path).
     """
 
-    target: str = "?"  # price.<chip>, price.all, demand, utilization, power_price, base_rate, haircut, launch.<generation>.month|step, pd_multiplier
+    target: str = "?"  # price.<chip>, price.all, demand, utilization, power_price, base_rate, haircut, launch.<generation>.month|step, pd_multiplier, renewal_prob, offtaker.<name>.default_month|pd_multiplier
     kind: str = "mul"  # add | mul | set
     value: float = math.nan  # size of the shock, in the unit of the target (demand: standard deviations)
     start_month: int = 1  # first month with a non-zero weight
@@ -125,10 +130,24 @@ class FacilityConfig:
 
 
 @dataclass
+class OfftakerConfig:
+    """A counterparty that rents a loan's contracted GPUs (tape column ``offtaker``). ``self`` may be
+    declared with the renewal keys only: it has no default of its own (its contracts end with the loan)."""
+
+    pd_annual: float = math.nan  # annual probability of default, decimal (required except for self)
+    asset_corr: float = 0.0  # rho_o: weight of the systematic factors in the offtaker's latent variable, 0..1
+    demand_loading: float = 0.0  # l_o: loading of its systematic part on the first-year AI demand factor W, -1..1 (0: the copula factor alone)
+    renewal_prob: float = 0.0  # probability that a contract renews at each contract end, 0..1
+    renewal_months: int = 12  # months of each renewal
+    renewal_premium: float = 0.0  # renewal price = spot price of the contract's last month x (1 + premium), > -1
+
+
+@dataclass
 class PortfolioConfig:
     name: str = "example"  # portfolio name (info)
     path: Optional[str] = None  # CSV or Parquet loan tape; null = the bundled example tape
     facilities: Dict[str, FacilityConfig] = field(default_factory=dict)  # facilities of the tape's facility column with tranches (at most 16); {} = none
+    offtakers: Dict[str, OfftakerConfig] = field(default_factory=dict)  # the counterparties of the tape's offtaker column (at most 64); {} = none
 
 
 @dataclass

@@ -147,4 +147,5 @@ def column_parsers(chips: Collection[str]) -> dict[str, tuple[_Parser, type]]:
         "cure_capacity": (_number(0, limit=LIMITS["cure_capacity"], hint=share), np.float64),
         "facility": (str, object),  # free text; blank = the loan itself (filled in by _validate)
         "rvg_per_gpu": (_number(0, limit=LIMITS["rvg_per_gpu"], hint="USD per GPU", empty=0.0), np.float64),
+        "offtaker": (str, object),  # free text; blank = none, self = the borrower (checked against portfolio.offtakers)
     }

@@ -11,11 +11,12 @@ import numpy as np
 
 from ..errors import ConfigError
 from .install import config_dirs
-from .limits import PD_MULTIPLIER_MAX, combined_problem, market_problems, out_of_range, shock_bounds
+from .limits import OFFTAKER, OFFTAKER_DEFAULT_MONTH, PD_MULTIPLIER_MAX, combined_problem, market_problems, out_of_range, shock_bounds
 from .messages import schema_problems
-from .schema import (ANALYSES, BACKENDS, CHANNELS, EXECUTORS, FORMATS, MAX_FACILITIES, MAX_MONTHS, METRICS,
-                     PATH_SHOCK_TARGETS, PRECISIONS, REVERSE_DIRECTIONS, SCALAR_SHOCK_TARGETS, SENSITIVITY_PARAMETERS,
-                     SHOCK_KINDS, VALUATION_METHODS, FacilityConfig, StressConfig, uses_tape_tenors)
+from .schema import (ANALYSES, BACKENDS, CHANNELS, EXECUTORS, FORMATS, MAX_FACILITIES, MAX_MONTHS, MAX_OFFTAKERS,
+                     METRICS, OFFTAKER_SHOCK_FIELDS, PATH_SHOCK_TARGETS, PRECISIONS, REVERSE_DIRECTIONS, SCALAR_SHOCK_TARGETS,
+                     SELF, SENSITIVITY_PARAMETERS, SHOCK_KINDS, VALUATION_METHODS, FacilityConfig, OfftakerConfig,
+                     StressConfig, uses_tape_tenors)
 
 
 def _check(errors: list[str], ok: bool, key: str, message: str) -> None:
@@ -28,6 +29,7 @@ def _known_targets(cfg: StressConfig) -> list[str]:
     targets += list(PATH_SHOCK_TARGETS) + list(SCALAR_SHOCK_TARGETS)
     for launch in cfg.market.launches:
         targets += [f"launch.{launch.name}.month", f"launch.{launch.name}.step"]
+    targets += [f"offtaker.{o}.{f}" for o in cfg.portfolio.offtakers if o != SELF for f in OFFTAKER_SHOCK_FIELDS]
     return targets
 
 
@@ -45,6 +47,14 @@ def _target_problem(cfg: StressConfig, target: str) -> str | None:
         if what not in ("month", "step"):
             return f"unknown target {target!r}; a launch target is launch.<generation>.month or launch.<generation>.step"
         return f"unknown generation {name!r} in target {target!r}; the launches of market {cfg.market.name!r} are {gens}"
+    if target.startswith("offtaker."):
+        name, _, what = target[9:].rpartition(".")
+        if what not in OFFTAKER_SHOCK_FIELDS:
+            return (f"unknown target {target!r}; an offtaker target is offtaker.<name>."
+                    f"{' or offtaker.<name>.'.join(OFFTAKER_SHOCK_FIELDS)}")
+        named = ", ".join(o for o in cfg.portfolio.offtakers if o != SELF) or "none"
+        return (f"unknown offtaker {name!r} in target {target!r}; the offtakers of portfolio.offtakers are {named} "
+                f"(self has no default of its own)")
     return (f"unknown target {target!r}; allowed: price.<chip> (chip: {chips}), price.all, "
             f"{', '.join(PATH_SHOCK_TARGETS + SCALAR_SHOCK_TARGETS)}, launch.<generation>.month, "
             f"launch.<generation>.step (generation: {gens})")
@@ -73,6 +83,12 @@ def _shock_problems(cfg: StressConfig) -> list[str]:
             if why and shock.kind == "set" and t in shares:
                 why = f"{shares[t]} (target {t}) {why}"
             _check(e, why is None, f"{k}.value", str(why))
+            if t.endswith(".default_month") and t.startswith("offtaker."):
+                _check(e, shock.kind == "set" and math.isfinite(v) and float(v).is_integer(), k, f"{t} takes kind set "
+                       f"and a whole month (the month the offtaker fails on every path), got kind {shock.kind} and "
+                       f"value {v}")
+                why = out_of_range(v, OFFTAKER_DEFAULT_MONTH)
+                _check(e, why is None, f"{k}.value", str(why))
             _check(e, shock.start_month >= 1 and shock.ramp_months >= 0, f"{k}",
                    f"start_month must be >= 1 and ramp_months >= 0, got {shock.start_month} and {shock.ramp_months}")
             _check(e, shock.end_month is None or shock.end_month >= shock.start_month, f"{k}.end_month",
@@ -102,6 +118,13 @@ def _shock_problems(cfg: StressConfig) -> list[str]:
         pd_mult = shocked_scalar(sc.shocks, "pd_multiplier", 1.0)
         _check(e, 0 <= pd_mult <= PD_MULTIPLIER_MAX, f"scenario.{s}",
                f"pd_multiplier after the shocks must be in [0, {PD_MULTIPLIER_MAX:g}], got {pd_mult:g}")
+        for o, off in cfg.portfolio.offtakers.items():
+            renewal = shocked_scalar(sc.shocks, "renewal_prob", off.renewal_prob)
+            _check(e, 0 <= renewal <= 1, f"scenario.{s}",
+                   f"the renewal_prob of offtaker {o} after the shocks must be in [0, 1], got {renewal:g}")
+            mult = shocked_scalar(sc.shocks, f"offtaker.{o}.pd_multiplier", 1.0)
+            _check(e, 0 <= mult <= PD_MULTIPLIER_MAX, f"scenario.{s}", f"offtaker.{o}.pd_multiplier after the "
+                   f"shocks must be in [0, {PD_MULTIPLIER_MAX:g}], got {mult:g}")
     return e
 
 
@@ -172,6 +195,7 @@ def validate(cfg: StressConfig) -> None:
         _check(e, depth > 0, f"model.recovery.market_depth.{c}", f"must be > 0 GPUs a month (.inf = no impact), got {depth}")
 
     e += _facility_problems(cfg.portfolio.facilities)
+    e += _offtaker_problems(cfg.portfolio.offtakers)
 
     m = cfg.market
     _check(e, len(m.chips) > 0, "market.chips", "the market defines no chip family")
@@ -210,6 +234,28 @@ def _facility_problems(facilities: Dict[str, FacilityConfig]) -> list[str]:
             _check(e, 0 <= t.attachment < t.detachment <= 1, f"{key}[{i}]",
                    f"needs 0 <= attachment < detachment <= 1 (shares of the facility's principal), "
                    f"got {t.attachment} and {t.detachment}")
+    return e
+
+
+def _offtaker_problems(offtakers: Dict[str, OfftakerConfig]) -> list[str]:
+    """Every offtaker's numbers in their OFFTAKER range, a PD for each named one and none for self,
+    at most MAX_OFFTAKERS of them."""
+    e: list[str] = []
+    _check(e, len(offtakers) <= MAX_OFFTAKERS, "portfolio.offtakers",
+           f"at most {MAX_OFFTAKERS} offtakers, got {len(offtakers)}")
+    for o, off in offtakers.items():
+        key = f"portfolio.offtakers.{o}"
+        if o == SELF:
+            _check(e, math.isnan(off.pd_annual) and off.asset_corr == 0 and off.demand_loading == 0, key,
+                   "self (the borrower itself) has no default of its own: give it renewal_prob, renewal_months "
+                   "and renewal_premium only")
+        for name, bounds in OFFTAKER.items():
+            value = getattr(off, name)
+            if not (o == SELF and name == "pd_annual"):
+                why = out_of_range(value, bounds)
+                if name == "pd_annual" and math.isnan(value):
+                    why = "is required (the offtaker's annual probability of default, e.g. 0.001)"
+                _check(e, why is None, f"{key}.{name}", str(why))
     return e
 
 

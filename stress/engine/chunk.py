@@ -43,6 +43,7 @@ class ChunkResult:
     loan_equity_lost: Optional[np.ndarray] = None  # (S, K, L) sum over paths of the cure equity of loans that later default, USD
     loan_equity_lost_sq: Optional[np.ndarray] = None  # (S, K, L) sum of its squares; both None without cures
     facility_loss: Optional[np.ndarray] = None  # (S, K, P, Fa) lenders' loss on each facility's loans, USD; None without facilities
+    offtaker_defaults: Optional[np.ndarray] = None  # (S, K, O) paths on which each offtaker defaults by the tenor's last month; None without offtakers
 
 
 def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
@@ -70,4 +71,5 @@ def combine(chunks: Sequence[ChunkResult]) -> ChunkResult:
         loan_equity_lost=add("loan_equity_lost") if chunks[0].loan_equity is not None else None,
         loan_equity_lost_sq=add("loan_equity_lost_sq") if chunks[0].loan_equity is not None else None,
         facility_loss=cat("facility_loss", 2) if chunks[0].facility_loss is not None else None,
+        offtaker_defaults=add("offtaker_defaults") if chunks[0].offtaker_defaults is not None else None,
     )

@@ -68,7 +68,8 @@ class Gather:
                 "facility_loss": 2}  # (S, K, P, Fa) with facilities
     FANS = {"price": 1, "ltv": 2, "dscr": 2}
     SUMS = ("loan_loss", "loan_defaults", "loan_lgd", "defaulted_exposure", "cause_count")
-    OPTIONAL_SUMS = ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq")  # None in every chunk, or summed like SUMS
+    OPTIONAL_SUMS = ("loan_equity", "loan_equity_sq", "loan_equity_lost", "loan_equity_lost_sq",
+                     "offtaker_defaults")  # None in every chunk, or summed like SUMS
 
     def __init__(self, ranges: ChunkRanges, fan_paths: int):
         unknown = set(ChunkResult.__dataclass_fields__) - {"start", *self.PER_PATH, *self.FANS, *self.SUMS,

@@ -186,9 +186,18 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
                   (ap.opex, (S, C, H + 1)), (ap.life, (L,)), (ap.contract_months, (L,)),
                   (ap.contracted_share, (L,)), (ap.contract_rent, (L,)), (ap.gpus, (L,)),
                   (phi ** lags, (W1,)), (psi[:, None] ** lags[None, :], (C, W1))]
+    cp = prob.contracts
+    if cp is not None:
+        O = cp.drawn
+        reals += [(cp.sqrt_rho, (O,)), (cp.loading, (O,)), (cp.loading_c, (O,)), (cp.idio, (O,)),
+                  (cp.threshold, (S, O, H)), (cp.price, (L,)), (cp.renewal_prob, (S, L)), (cp.renewal_factor, (L,)),
+                  (cp.hours_on, (L, H)), (cp.merchant_on, (L, H)), (cp.merchant_off, (L, H)),
+                  (cp.base_on, (S, L, H)), (cp.slope_on, (S, L, H)), (cp.base_off, (S, L, H)), (cp.slope_off, (S, L, H))]
     borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
     facility = np.full(L, -1, dtype=np.int64) if prob.facility_of_loan is None else prob.facility_of_loan
     ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L)), (facility, (L,))]
+    if cp is not None:
+        ints += [(cp.of_loan, (L,)), (cp.months, (L,)), (cp.renewal_months, (L,)), (cp.forced, (S, cp.drawn))]
 
     def flat(pieces, dtype):
         arrays = [np.asarray(a, dtype=dtype) for a, _ in pieces]
@@ -211,7 +220,9 @@ def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: in
                      prob.lag, stop - start, start, fan, k0, k1, channels, int(rules.cross_default),
                      rules.cure_months, int(rules.cash_trap), rules.max_cures,
                      0 if prob.appraisal is None else prob.appraisal.every,
-                     0 if prob.appraisal is None else prob.appraisal.window, len(prob.facilities)], dtype=np.int64)
+                     0 if prob.appraisal is None else prob.appraisal.window, len(prob.facilities),
+                     0 if prob.contracts is None else prob.contracts.drawn, int(prob.contracts is not None)],
+                    dtype=np.int64)
 
 
 def _ptr(a):
@@ -271,13 +282,16 @@ def kernel_outputs(xp, prob: Problem, paths: int, fan_paths: int, keep_paths: bo
         loan_equity_lost=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
         loan_equity_lost_sq=xp.zeros((S, K, L)) if prob.rules.max_cures > 0 else None,
         facility_loss=xp.zeros((S, K, P, len(prob.facilities))) if prob.facilities else None,
+        offtaker_defaults=(xp.zeros((S, K, prob.contracts.drawn), dtype=xp.uint64)
+                           if prob.contracts is not None else None),
     )
 
 
 def chunk_result(start: int, out: dict) -> ChunkResult:
     """The kernel's outputs (numpy arrays) as a ChunkResult."""
-    return ChunkResult(start=start, **{**out, "loan_defaults": out["loan_defaults"].astype(np.int64),
-                                       "cause_count": out["cause_count"].astype(np.int64)})
+    counts = {name: out[name].astype(np.int64) for name in ("loan_defaults", "cause_count", "offtaker_defaults")
+              if out[name] is not None}
+    return ChunkResult(start=start, **{**out, **counts})
 
 
 def simulate_threads(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,

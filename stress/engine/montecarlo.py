@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..model import appraisal, market, recovery, rng, waterfall
+from ..model import appraisal, contract, market, recovery, rng, waterfall
 from .chunk import ChunkResult
 from .problem import Problem
 
@@ -115,6 +115,7 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     dev = lambda a, dt=dtype: xp.asarray(a, dtype=dt)  # noqa: E731
     paths = xp.arange(start, stop, dtype=xp.int64)
     chip = prob.chip_of_loan
+    cp = prob.contracts
     mstate = market.start(xp, prob.market, seed, paths)
     eps = rng.normals_block(xp, seed, paths, 0, rng.STREAM_COPULA_IDIO, L)
     z = rng.normals_block(xp, seed, paths, 0, rng.STREAM_COPULA_SYS, 1)
@@ -124,11 +125,17 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
         z = z + shift
         log_lr = xp.zeros((K, P))
         weight_month = prob.tenor.max(axis=1) + prob.lag  # (K,) last market month each tenor sees
-        if prob.demand_corr:  # W uses the shifted innovations of months 1..12: their ratios belong in the weight
+        if prob.demand_corr or cp is not None:  # W uses the shifted innovations of months 1..12: their ratios belong in the weight
             weight_month = np.maximum(weight_month, market.FIRST_YEAR)
+    z0 = z[:, 0]
+    w_year = market.first_year_factor(xp, prob.market, seed, paths, mstate.demand0) if prob.demand_corr or cp is not None else None
     if prob.demand_corr:  # wrong-way risk: Z = r W + sqrt(1 - r^2) Z0, still N(0, 1)
         r = prob.demand_corr
-        z = r * market.first_year_factor(xp, prob.market, seed, paths, mstate.demand0)[:, None] + np.sqrt(1.0 - r * r) * z
+        z = r * w_year[:, None] + np.sqrt(1.0 - r * r) * z
+    if cp is not None:  # offtakers: one latent variable each, their default months, the contracts in force
+        eta = rng.normals_block(xp, seed, paths, 0, rng.STREAM_OFFTAKER, cp.drawn) if cp.drawn else xp.zeros((P, 0))
+        offtaker_month = contract.default_months(xp, cp, contract.latent(xp, cp, w_year, z0, eta))  # (S, P, O)
+        deals = contract.ContractState.start(xp, cp, offtaker_month, (S, P, L))
     load = dev(prob.copula_load, np.float64)
     copula = (load * z + xp.sqrt(1.0 - load**2) * eps)[None, None]  # (1, 1, P, L), float64
 
@@ -149,7 +156,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     ap = prob.appraisal
     if ap is not None:  # the appraisal at the valuation date serves the LTV tests until the next one
         every_cell = (xp.repeat(xp.arange(S), P), xp.tile(xp.arange(P), S))
-        appraised = (dev(ap.gpus) * _appraise(xp, prob, mstate, 0, *every_cell).reshape(S, P, L)).astype(dtype)
+        signed = None if cp is None else (deals.months_left(xp, cp, 0), recovery.HOURS_PER_MONTH * deals.price)
+        appraised = (dev(ap.gpus) * _appraise(xp, prob, mstate, 0, *every_cell, signed).reshape(S, P, L)).astype(dtype)
     for t in range(1, H + 1):
         i = t - 1
         demand, price = market.advance(xp, prob.market, mstate, seed, paths, t, dtype)
@@ -162,11 +170,20 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                                               dev(prob.value_cost[:, i]), dev(prob.scrap))
         if t <= T:
             util = market.utilization(xp, prob.market, demand, chip, seed, paths, t, dtype)
-            cfads = (dev(prob.contract_revenue[:, i]) - dev(prob.opex_base[:, :, i])[:, None, :]
-                     + util * (dev(prob.merchant_hours[:, i]) * loan_price - dev(prob.opex_slope[:, :, i])[:, None, :]))
+            if cp is None:
+                cfads = _cfads(dev(prob.contract_revenue[:, i]), dev(prob.opex_base[:, :, i])[:, None, :], util,
+                               dev(prob.merchant_hours[:, i]), loan_price, dev(prob.opex_slope[:, :, i])[:, None, :])
+            else:  # each cell's contract is on (its rent, its offtaker alive) or off (every GPU at spot)
+                cfads = xp.where(deals.on(t),
+                                 _cfads((xp.asarray(cp.hours_on[:, i]) * deals.price).astype(dtype),
+                                        dev(cp.base_on[:, :, i])[:, None, :], util, dev(cp.merchant_on[:, i]), loan_price,
+                                        dev(cp.slope_on[:, :, i])[:, None, :]),
+                                 _cfads(xp.zeros((), dtype=dtype), dev(cp.base_off[:, :, i])[:, None, :], util, dev(cp.merchant_off[:, i]),
+                                        loan_price, dev(cp.slope_off[:, :, i])[:, None, :]))
             if ap is not None and t % ap.every == 0:
-                appraised = (dev(prob.gpus_alive[:, i]) * _appraise(xp, prob, mstate, t, *every_cell).reshape(S, P, L)
-                             ).astype(dtype)
+                signed = None if cp is None else (deals.months_left(xp, cp, t), recovery.HOURS_PER_MONTH * deals.price)
+                appraised = (dev(prob.gpus_alive[:, i]) * _appraise(xp, prob, mstate, t, *every_cell, signed
+                                                                    ).reshape(S, P, L)).astype(dtype)
             collateral = dev(prob.gpus_alive[:, i]) * value if ap is None else appraised  # (S, P, L)
             cell_collateral = xp.take(collateral, cells.spl)
             if F:
@@ -201,7 +218,9 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 sold = value[s_, p_, l_]
             else:  # a fresh appraisal at the sale month, of the (scenario, path) cells with a sale only
                 sales, which = xp.unique(s_.astype(xp.int64) * P + p_, return_inverse=True)
-                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P)[which.reshape(-1), l_].astype(dtype)
+                signed = None if cp is None else (deals.months_left(xp, cp, t, sale=True),
+                                                  recovery.HOURS_PER_MONTH * deals.price)
+                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P, signed)[which.reshape(-1), l_].astype(dtype)
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
@@ -211,9 +230,15 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                     dev(prob.gpus_alive[:, i], np.float64)[l_], dev(prob.inverse_depth, np.float64),
                     prob.price_impact).astype(dtype))
             rec.loss[idx] = rec.exposure[idx] - proceeds
+        if cp is not None:
+            deals.renew(xp, cp, seed, paths, t, loan_price)
 
     res = _chunk_result(xp, rec, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
                         lr=xp.exp(log_lr) if prob.importance_sampling else None)
+    if cp is not None:  # paths on which each offtaker defaults within each tenor's last month
+        hit = offtaker_month[:, None] <= xp.asarray(prob.tenor.max(axis=1))[None, :, None, None]  # (S, K, P, O)
+        res.offtaker_defaults = to_host(hit.sum(2) if not prob.importance_sampling else
+                                        (hit * xp.exp(log_lr)[None, :, :, None]).sum(2))
     if prob.facilities:
         res.facility_loss = to_host(xp.stack([rec.loss[..., np.flatnonzero(prob.facility_of_loan == f)].sum(-1, dtype=xp.float64)
                                               for f in range(len(prob.facilities))], axis=-1))
@@ -260,14 +285,22 @@ def _fan_month(xp, cells: LiveCells, shape, opening, was_live, service, collater
         dscr_out[...] = to_host(xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
 
 
-def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path):
+def _cfads(revenue, opex_base, util, merchant_hours, price, opex_slope):
+    """CFADS = contract revenue - opex not proportional to utilisation + u (merchant GPU-hours x spot
+    price - opex per unit of utilisation), USD (broadcasting)."""
+    return revenue - opex_base + util * (merchant_hours * price - opex_slope)
+
+
+def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path, signed=None):
     """Appraised value per alive GPU (M, L), USD, at month t of the cells (scenario ``scen``, path
-    ``path``) (M,), from the market state of month t."""
+    ``path``) (M,), from the market state of month t; ``signed`` = (contract months left, 730 x contract
+    price), each (S, P, L), of the contracts in force (None: the tape's)."""
     dtilde = mstate.demand - prob.market.phi**t * mstate.demand0
     launches = mstate.launch_month.shape
     launch_month = xp.broadcast_to(mstate.launch_month, (launches[0], dtilde.shape[0], launches[2]))  # (S, 1, 0) without launches
+    months_left, rent = (None, None) if signed is None else (signed[0][scen, path], signed[1][scen, path])
     return appraisal.appraise(xp, prob.appraisal, prob.market, prob.chip_of_loan, t, scen, dtilde[path],
-                              mstate.noise[path], launch_month[scen, path])
+                              mstate.noise[path], launch_month[scen, path], months_left, rent)
 
 
 def _chunk_result(xp, rec: DefaultRecords, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,

@@ -12,7 +12,7 @@ from ..config.portfolio import Portfolio
 from ..config.scenario import shocked_path, shocked_scalar
 from ..config.schema import TAPE, StressConfig, uses_tape_tenors
 from ..errors import ConfigError
-from ..model import appraisal, market, recovery, schedule, tranche, waterfall
+from ..model import appraisal, contract, market, recovery, schedule, tranche, waterfall
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ class Problem:
     facilities: tuple[str, ...] = ()  # (Fa,) facilities with tranches (portfolio.facilities), in config order
     facility_of_loan: Optional[np.ndarray] = None  # (L,) index into facilities, -1 = none; None without facilities
     tranches: tuple[tranche.Tranche, ...] = ()  # every facility's tranches, facility by facility
+    contracts: Optional[contract.ContractParams] = None  # offtakers and renewals; None = the tape's signed schedule
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -107,21 +108,15 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
 
     alive = tape.gpus[:, None] * (1.0 - np.array([cfg.market.chips[c].failure_rate for c in tape.chip]))[:, None] ** (t_all[None, :] / 12.0)
     contracted = tape.contracted_share[:, None] * alive * (t_all[None, :] <= tape.contract_months[:, None])
-    merchant = alive - contracted
-    hours = recovery.HOURS_PER_MONTH
-    full_power = np.stack([shocked_path(sc.shocks, "power_price", tape.power_price[:, None], t_all) for sc in scen])
-    full_power = full_power * (tape.pue * np.array([cfg.market.chips[c].power_kw for c in tape.chip]))[None, :, None] * hours
-    idle = cfg.market.utilization.idle_power_share
-    u_ref = np.array([cfg.market.chips[c].reference_utilization for c in tape.chip])
-    contracted_draw = contracted * (idle + (1.0 - idle) * u_ref[:, None])
-    opex_base = (alive * tape.opex_fixed[:, None])[None] + full_power * (contracted_draw + merchant * idle)[None]
-    opex_slope = full_power * (merchant * (1.0 - idle))[None]
+    contracted_hours, merchant_hours, opex_base, opex_slope = contract.cash_flow_tables(cfg, tape, alive, contracted)
     income, cost, scrap = recovery.valuation_factors(cfg, tape.chip, tape.age_months, t_all)
     haircut = np.clip(np.stack([shocked_path(sc.shocks, "haircut", cfg.model.recovery.haircut, t_all) for sc in scen]), 0.0, 1.0)
 
-    if cfg.mc.importance_sampling and cfg.model.exogenous.demand_corr and horizon < market.FIRST_YEAR:
-        raise ConfigError(f"model.exogenous.demand_corr with mc.importance_sampling needs a horizon (longest tenor + "
-                          f"model.recovery.lag_months) of at least {market.FIRST_YEAR} months, got {horizon}")
+    offtakers = (np.asarray(tape.offtaker) != "").any()
+    if cfg.mc.importance_sampling and (cfg.model.exogenous.demand_corr or offtakers) and horizon < market.FIRST_YEAR:
+        raise ConfigError(f"model.exogenous.demand_corr or a tape with offtakers, with mc.importance_sampling, needs a "
+                          f"horizon (longest tenor + model.recovery.lag_months) of at least {market.FIRST_YEAR} months, "
+                          f"got {horizon}")
     facilities, facility_of_loan, tranches = tranche.facilities(cfg.portfolio.facilities, tape)
     depth = cfg.model.recovery.market_depth
     inverse_depth = np.array([1.0 / depth[c] if c in depth else 0.0 for c in params.chips])
@@ -161,8 +156,8 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         monthly_rate=annual / 12.0,
         exogenous_threshold=threshold,
         gpus_alive=alive,
-        contract_revenue=contracted * hours * tape.contract_price[:, None],
-        merchant_hours=merchant * hours,
+        contract_revenue=contracted_hours * tape.contract_price[:, None],
+        merchant_hours=merchant_hours,
         opex_base=opex_base,
         opex_slope=opex_slope,
         value_income=income,
@@ -181,4 +176,5 @@ def build_problem(cfg: StressConfig, tape: Portfolio) -> Problem:
         facilities=facilities,
         facility_of_loan=facility_of_loan,
         tranches=tranches,
+        contracts=contract.build(cfg, tape, alive, horizon),
     )

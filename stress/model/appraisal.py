@@ -114,8 +114,12 @@ def expected_prices(xp, mp: MarketParams, t: int, window: int, scen, dtilde, noi
     return xp.maximum(price, 0.0, out=price)
 
 
-def appraise(xp, ap: AppraisalParams, mp: MarketParams, chip_of_loan, t: int, scen, dtilde, noise, launch_month):
-    """Appraised value per alive GPU of every loan (M, L), USD, in the M cells of expected_prices."""
+def appraise(xp, ap: AppraisalParams, mp: MarketParams, chip_of_loan, t: int, scen, dtilde, noise, launch_month,
+             months_left=None, signed_rent=None):
+    """Appraised value per alive GPU of every loan (M, L), USD, in the M cells of expected_prices.
+
+    ``months_left`` (M, L) contract months after t and ``signed_rent`` (M, L) 730 x contract price, USD/GPU-month,
+    of each cell's contract in force (stress.model.contract); None = the tape's signed contracts."""
     left = np.clip(ap.life - t, 0, ap.window)  # physical life left, months
     window = max(int(left.max()), 1)
     price = expected_prices(xp, mp, t, window, scen, dtilde, noise, launch_month)
@@ -128,9 +132,16 @@ def appraise(xp, ap: AppraisalParams, mp: MarketParams, chip_of_loan, t: int, sc
     rent *= xp.asarray(ap.discount[:, 1:window + 1])[None]
     merchant = xp.zeros(rent.shape[:2] + (window + 1,))  # S(n), n = 0..W
     xp.cumsum(rent, axis=2, out=merchant[:, :, 1:])
-    contract = np.clip(np.minimum(ap.contract_months - t, left), 0, None)  # months of contract left in the life
     chip = xp.asarray(chip_of_loan)
     share = xp.asarray(ap.contracted_share)
-    value = (merchant[:, chip, xp.asarray(left)] - share * merchant[:, chip, xp.asarray(contract)]
-             + share * (xp.asarray(ap.contract_rent) - opex[:, chip]) * xp.asarray(ap.annuity[chip_of_loan, contract]))
+    if months_left is None:
+        contract = np.clip(np.minimum(ap.contract_months - t, left), 0, None)  # months of contract left in the life
+        signed = merchant[:, chip, xp.asarray(contract)]
+        annuity, signed_rent = xp.asarray(ap.annuity[chip_of_loan, contract]), xp.asarray(ap.contract_rent)
+    else:  # each cell's own contract
+        contract = xp.clip(xp.minimum(months_left, xp.asarray(left)), 0, None)
+        signed = merchant[xp.arange(contract.shape[0])[:, None], chip[None, :], contract]
+        annuity = xp.asarray(ap.annuity)[chip[None, :], contract]
+    value = (merchant[:, chip, xp.asarray(left)] - share * signed
+             + share * (signed_rent - opex[:, chip]) * annuity)
     return xp.maximum(value, xp.asarray(ap.scrap))

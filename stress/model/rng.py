@@ -19,6 +19,8 @@ STREAM_UTILIZATION = 2  # utilisation noise, index = loan
 STREAM_COPULA_IDIO = 3  # copula idiosyncratic, month 0, index = loan
 STREAM_COPULA_SYS = 4  # copula systematic, month 0, index 0
 STREAM_LAUNCH = 5  # launch jitter (a uniform), month 0, index = launch event
+STREAM_OFFTAKER = 6  # offtaker idiosyncratic normal, month 0, index = offtaker
+STREAM_RENEWAL = 7  # contract renewal (a uniform), month = the contract's last month, index = loan
 
 _MASK32 = 0xFFFFFFFF
 _M0, _M1 = 0xD2511F53, 0xCD9E8D57  # round multipliers (Random123 PHILOX_M4x32_0, _1)

@@ -19,7 +19,7 @@ from ..engine.chunk import ChunkResult
 from ..engine.problem import Problem
 from ..errors import OutputError
 from ..model.waterfall import CAUSES
-from . import metrics, rating, tables
+from . import metrics, offtaker, rating, tables
 
 FILENAMES = {"netcdf": "results.nc", "zarr": "results.zarr"}
 
@@ -34,6 +34,7 @@ NAN_MEANS = {
     "dscr_fan": "no loan is live with debt service due in that month on any fan path (all matured, "
                 "defaulted or owing nothing, like a bullet at 0%), or there are no fan paths (mc.fan_paths=0)",
     "price_fan": "there are no fan paths (mc.fan_paths=0)",
+    **offtaker.NAN_MEANS,  # present only with offtakers
 }
 NAN_POLICY = ("NaN appears only in " + ", ".join(NAN_MEANS) + ", with the meaning given by each one's "
               "'nan_means' attribute; every other value is finite (checked before writing)")
@@ -145,6 +146,13 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
                 data[f"facility_{name}"] = (sk + ("facility",), np.stack(
                     [per_loan[..., prob.facility_of_loan == f].sum(-1) for f in range(len(prob.facilities))], axis=-1),
                     {**usd, "long_name": f"{name} summed over the facility's loans (the sponsor's equity, not a tranche)"})
+    if prob.contracts is not None:
+        if res.offtaker_defaults is None:
+            raise RuntimeError("the tape has offtakers but the engine returned no offtaker defaults")
+        offtaker_data, offtaker_coords = offtaker.dataset_variables(prob, data["el"][1], data["pd"][1],
+                                                                    res.offtaker_defaults, n_paths)
+        data.update(offtaker_data)
+        coords.update(offtaker_coords)
     if res.default_month is not None:
         data["default_month"] = (sk + ("path", "loan"), res.default_month,
                                  {"units": "month", "long_name": "month of default (1-based), 0 = none"})
@@ -175,7 +183,8 @@ def build_dataset(prob: Problem, res: ChunkResult, quantiles, fan_quantiles, att
     }
     _check_nan_meaning(data, res)
     for name, meaning in NAN_MEANS.items():
-        data[name][2]["nan_means"] = meaning
+        if name in data:
+            data[name][2]["nan_means"] = meaning
     ds = xr.Dataset({k: xr.Variable(d, v, a) for k, (d, v, a) in data.items()}, coords=coords,
                     attrs={**attrs, "nan_policy": NAN_POLICY})
     check_finite(ds)
