@@ -201,7 +201,7 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 sold = value[s_, p_, l_]
             else:  # a fresh appraisal at the sale month, of the (scenario, path) cells with a sale only
                 sales, which = xp.unique(s_.astype(xp.int64) * P + p_, return_inverse=True)
-                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P)[which.reshape(-1), l_].astype(dtype)
+                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P, sales=(which.reshape(-1), l_)).astype(dtype)
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
@@ -260,14 +260,15 @@ def _fan_month(xp, cells: LiveCells, shape, opening, was_live, service, collater
         dscr_out[...] = to_host(xp.where(w_dscr_sum > 0, (w_dscr * dscr).sum(-1) / w_dscr_sum, xp.nan))
 
 
-def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path):
+def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path, sales=None):
     """Appraised value per alive GPU (M, L), USD, at month t of the cells (scenario ``scen``, path
-    ``path``) (M,), from the market state of month t."""
+    ``path``) (M,), from the market state of month t; with ``sales`` (appraisal.appraise), (Q,) of
+    the loans sold only."""
     dtilde = mstate.demand - prob.market.phi**t * mstate.demand0
     launches = mstate.launch_month.shape
     launch_month = xp.broadcast_to(mstate.launch_month, (launches[0], dtilde.shape[0], launches[2]))  # (S, 1, 0) without launches
     return appraisal.appraise(xp, prob.appraisal, prob.market, prob.chip_of_loan, t, scen, dtilde[path],
-                              mstate.noise[path], launch_month[scen, path])
+                              mstate.noise[path], launch_month[scen, path], sales=sales)
 
 
 def _chunk_result(xp, rec: DefaultRecords, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
