@@ -170,3 +170,63 @@ def test_ltv_between_appraisals_uses_the_latest_one(tape):
         if t:
             assert ltv[t - 1] == pytest.approx(balance[t - 1] / value, rel=1e-10), t
 
+
+
+def _dense_jump(mp, t, window, scen, launch_month):
+    """J(t, t + h) (window, M) with every launch's share computed in every month ahead (the formula as written)."""
+    jump = np.zeros((window, scen.shape[0]))
+    ahead = t + np.arange(1, window + 1, dtype=np.float64)
+    for n in range(mp.launch_month.shape[1]):
+        month = np.where(launch_month[:, n] <= t, launch_month[:, n], np.maximum(mp.launch_month[scen, n], t + 1.0))
+        elapsed = ahead[:, None] - month[None, :]
+        ramp = mp.launch_ramp[n]
+        share = (elapsed >= 0) if ramp == 0 else np.clip(elapsed / ramp, 0.0, 1.0)
+        jump += mp.launch_log_step[scen, n][None, :] * share
+    return jump
+
+
+@pytest.mark.parametrize("ramps", [(6, 0, 3), (0, 0, 0), (1, 12, 5)])
+def test_launch_jump_skips_only_months_where_every_share_is_0_or_1(tape, ramps):
+    """launch_jump computes a share only where some cell is mid-ramp: bit for bit the sum of every
+    month's share, at random and at integer launch months (elapsed exactly 0 or exactly the ramp) and
+    at a fractional scheduled month, before, during and after the launches."""
+    import dataclasses
+
+    from stress.model import appraisal
+
+    launches = "[" + ",".join(f"{{name:l{i},month:{m},step:0.{i + 1},ramp_months:{r},jitter_months:2}}"
+                               for i, (m, r) in enumerate(zip((3, 10, 24), ramps))) + "]"
+    _, _, prob = _problem(tape, [f"market.launches={launches}"])
+    rng = np.random.default_rng(4)
+    M = 400
+    for kind in ("random", "integer", "fractional schedule"):  # a launch not yet begun counts from its scheduled month
+        mp = prob.market if kind != "fractional schedule" else dataclasses.replace(
+            prob.market, launch_month=prob.market.launch_month + np.array([[0.7], [1.9]]))
+        scen = rng.integers(0, mp.launch_month.shape[0], M)
+        launch_month = mp.launch_month[scen] + rng.uniform(-2, 2, (M, 3))
+        if kind == "integer":
+            launch_month = np.round(launch_month)
+        for t in (0, 2, 3, 9, 14, 30):
+            for window in (1, 7, 40):
+                want = _dense_jump(mp, t, window, scen, launch_month)
+                got = appraisal.launch_jump(np, mp, t, window, scen, launch_month)
+                assert got.tobytes() == want.tobytes(), (kind, t, window)
+
+
+@pytest.mark.parametrize("cells", [5, 600])
+def test_appraising_the_loans_sold_equals_appraising_every_loan(tape, cells):
+    """appraise(sales=(cell, loan)) computes only the chips and cells sold: bit for bit the same as
+    the full (cells, loans) appraisal at those entries; with 600 cells the full appraisal adds its
+    running sums a row at a time and the sales' use cumsum."""
+    cfg, tape_, prob = _problem(tape, scenarios={"base": [], "shocked": SHOCKS})
+    paths = np.arange(cells, dtype=np.int64)
+    state = market.start(np, prob.market, 7, paths)
+    rng = np.random.default_rng(1)
+    for t in range(1, 14):
+        market.advance(np, prob.market, state, 7, paths, t, np.float64)
+        scen = rng.integers(0, 2, cells)
+        full = montecarlo._appraise(np, prob, state, t, scen, paths)
+        cell = rng.integers(0, cells, cells // 4 + 3)  # few sales: under ROW_SUMS_FROM cells a chip, unlike the full appraisal
+        loan = rng.integers(0, len(LOANS), cell.shape[0])
+        sold = montecarlo._appraise(np, prob, state, t, scen, paths, sales=(cell, loan))
+        assert sold.tobytes() == full[cell, loan].tobytes(), t

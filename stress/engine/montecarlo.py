@@ -220,7 +220,8 @@ def simulate(xp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
                 sales, which = xp.unique(s_.astype(xp.int64) * P + p_, return_inverse=True)
                 signed = None if cp is None else (deals.months_left(xp, cp, t, sale=True),
                                                   recovery.HOURS_PER_MONTH * deals.price)
-                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P, signed)[which.reshape(-1), l_].astype(dtype)
+                sold = _appraise(xp, prob, mstate, t, sales // P, sales % P, signed,
+                                 sales=(which.reshape(-1), l_)).astype(dtype)
             proceeds = recovery.liquidation_proceeds(
                 xp, dev(prob.gpus_alive[:, i])[l_], sold, dev(prob.haircut[:, i])[s_], prob.sale_cost,
                 rec.reserve[idx], rec.exposure[idx], rec.annual_rate[idx], prob.lag,
@@ -291,16 +292,17 @@ def _cfads(revenue, opex_base, util, merchant_hours, price, opex_slope):
     return revenue - opex_base + util * (merchant_hours * price - opex_slope)
 
 
-def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path, signed=None):
+def _appraise(xp, prob: Problem, mstate: market.MarketState, t: int, scen, path, signed=None, sales=None):
     """Appraised value per alive GPU (M, L), USD, at month t of the cells (scenario ``scen``, path
     ``path``) (M,), from the market state of month t; ``signed`` = (contract months left, 730 x contract
-    price), each (S, P, L), of the contracts in force (None: the tape's)."""
+    price), each (S, P, L), of the contracts in force (None: the tape's); with ``sales``
+    (appraisal.appraise), (Q,) of the loans sold only."""
     dtilde = mstate.demand - prob.market.phi**t * mstate.demand0
     launches = mstate.launch_month.shape
     launch_month = xp.broadcast_to(mstate.launch_month, (launches[0], dtilde.shape[0], launches[2]))  # (S, 1, 0) without launches
     months_left, rent = (None, None) if signed is None else (signed[0][scen, path], signed[1][scen, path])
     return appraisal.appraise(xp, prob.appraisal, prob.market, prob.chip_of_loan, t, scen, dtilde[path],
-                              mstate.noise[path], launch_month[scen, path], months_left, rent)
+                              mstate.noise[path], launch_month[scen, path], months_left, rent, sales=sales)
 
 
 def _chunk_result(xp, rec: DefaultRecords, start, T, price_fan, ltv_fan, dscr_fan, keep_paths, to_host,
