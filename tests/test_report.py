@@ -504,6 +504,25 @@ def test_figures_drawn_by_workers_are_the_serial_bytes(ds):
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="figure workers are forked on Linux only")
+def test_workers_get_a_dataset_in_memory_and_a_failed_start_draws_here(saved, ds, monkeypatch):
+    """A dataset still on disk is read before the workers fork (they must not share its open file);
+    when no worker process can be started the figures are drawn here, the same bytes."""
+    handed = []
+
+    class NoProcesses:
+        def Pool(self, n, initializer, initargs):
+            handed.extend(initargs)
+            raise OSError("no processes left")
+
+    monkeypatch.setattr(figures.multiprocessing, "get_context", lambda *_: NoProcesses())
+    with xr.open_dataset(saved) as lazy:
+        assert not lazy["loss"].variable._in_memory
+        drawn = figures.figure_pngs(lazy, workers=2)
+        assert handed and all(v._in_memory for v in handed[0].variables.values())
+    assert drawn == figures.figure_pngs(ds, workers=1)
+
+
 def test_figures_are_drawn_here_while_another_thread_runs(ds, monkeypatch):
     """Forking a process with other threads can deadlock the child: then no worker is started."""
     import threading

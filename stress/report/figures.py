@@ -367,14 +367,15 @@ def render_png(fig: Figure) -> bytes:
 def figure_pngs(ds: xr.Dataset, workers: int | None = None) -> dict[str, bytes]:
     """Every figure rendered to PNG bytes, keyed by name (see FIGURES), drawn by ``workers``
     processes at once (default: one per usable core, at most one per figure). The workers are
-    forked from this process (they share ``ds`` without copying it), so they are used only on Linux
-    with no other Python thread running; otherwise, with one core, with ``workers=1`` or when no
-    process can be started, the figures are drawn here one after another. Either way each figure
-    is drawn by the same code, and the bytes are the same."""
+    forked from this process (they share ``ds``, read into memory first, without copying it), so
+    they are used only on Linux with no other Python thread running; otherwise, with one core, with
+    ``workers=1`` or when no process can be started, the figures are drawn here one after another.
+    Either way each figure is drawn by the same code, and the bytes are the same."""
     n = _worker_count(workers)
     if n > 1:
         try:
-            pool = multiprocessing.get_context("fork").Pool(n, initializer=_start_worker, initargs=(ds,))
+            ready = ds.copy(deep=False).load()  # in memory first: the workers must not share an open file
+            pool = multiprocessing.get_context("fork").Pool(n, initializer=_start_worker, initargs=(ready,))
         except OSError:  # out of processes or memory: draw them here
             pass
         else:
