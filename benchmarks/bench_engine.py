@@ -9,16 +9,18 @@ process between the engine runs; engine time / floor time is the number of such 
 spends per loan-month (the issue's goal: at most 50 for numpy, 35 for host). On a shared machine
 compare these ratios, not the seconds.
 
-    python benchmarks/bench_engine.py [--paths 2000] [--repeat 3] [--before DIR] [--skip-cli] [--skip-exponents]
+    python benchmarks/bench_engine.py [--paths 2000] [--repeat 3] [--before DIR] [--skip-engines] [--skip-cli]
+        [--cli-repeat 1] [--skip-exponents]
 
 ``--before DIR``: also time the engines of another source tree (e.g. ``git worktree add DIR
 <commit>``), each engine in its own process, alternating with this tree's, so before and after come
-from the same run. The exponent b of a size n is read off two runs, time ~ n^b (b = 1: linear).
+from the same run (the CLI runs too, alternating, ``--cli-repeat`` times each; medians). The exponent b of a size n is read off two runs, time ~ n^b (b = 1: linear).
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -137,8 +139,13 @@ def cli_split_child(out: str) -> dict:
     html.write_report(ds, out, pngs)
     dataset.summary_tables(ds)
     t_report = time.perf_counter() - t
+    t = time.perf_counter()
+    one_by_one = "workers" in inspect.signature(figures.figure_pngs).parameters  # trees before the figure workers
+    pngs_serial = figures.figure_pngs(ds, workers=1) if one_by_one else figures.figure_pngs(ds)
+    t_serial = time.perf_counter() - t
     return {"imports": t_imports, "compose": t_compose, "engine": engine_s[0], "dataset": t_run - engine_s[0],
-            "figures": t_figures, "report": t_report, "backend": ds.attrs["backend"]}
+            "figures": t_figures, "report": t_report, "backend": ds.attrs["backend"], "figures serial": t_serial,
+            "same bytes": pngs_serial == pngs}
 
 
 def exponents(paths: int) -> list[tuple[str, float, float, float]]:
@@ -165,22 +172,8 @@ def exponents(paths: int) -> list[tuple[str, float, float, float]]:
     return out
 
 
-def main() -> None:
-    if sys.argv[1:2] == ["--child"]:
-        kind = sys.argv[2]
-        res = (engine_child(sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])) if kind == "engine"
-               else cli_split_child(sys.argv[3]))
-        print(json.dumps(res))
-        return
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--paths", type=int, default=2000)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--before", type=Path, help="another source tree to time alongside this one")
-    ap.add_argument("--skip-cli", action="store_true")
-    ap.add_argument("--skip-exponents", action="store_true")
-    args = ap.parse_args()
-    print(f"machine: {os.cpu_count()} CPU cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    trees = [("after", REPO)] + ([("before", args.before.resolve())] if args.before else [])
+def engines(trees: list[tuple[str, Path]], args) -> None:
+    """The engine table: each engine of each tree in its own process, alternating trees."""
     print("passes: engine time / floor time, wall clock and CPU (all threads: host's 2 threads count twice)")
     print(f"{'tree':<7} {'model':<9} {'engine':<7} {'loan-months/s':>13} {'wall s':>7} {'min-max s':>12} "
           f"{'floor s':>8} {'passes':>7} {'CPU s':>7} {'passes CPU':>10}")
@@ -197,15 +190,51 @@ def main() -> None:
                       f"{r['min_s']:5.2f}-{r['max_s']:<6.2f} {r['floor_s']:8.4f} {r['engine_s'] / r['floor_s']:7.1f} "
                       f"{r['cpu_s']:7.2f} {r['cpu_s'] / r['floor_cpu_s']:10.1f}", flush=True)
     print(f"problem: {r['shape']}, float64, {r['loan_months']:.3e} loan-months; median of {args.repeat}")
-    if not args.skip_cli:
-        print("default stress-test run (fresh process, seconds):")
+
+
+def cli_split(trees: list[tuple[str, Path]], repeat: int) -> None:
+    """The default stress-test run's time split, each tree ``repeat`` times, alternating; medians."""
+    parts = ("imports", "compose", "engine", "dataset", "figures", "report")
+    print("default stress-test run (fresh process, wall seconds; 'figures serial': the same figures again in one\n"
+          "process, after the run; 'same': the same PNG bytes both times):")
+    runs = {label: [] for label, _ in trees}
+    for i in range(repeat):
         for label, tree in trees:
             with tempfile.TemporaryDirectory() as out:
-                r = run_child(tree, ["cli", out])
-            parts = ("imports", "compose", "engine", "dataset", "figures", "report")
-            outside = sum(r[p] for p in parts if p != "engine")
-            print(f"  {label:<7} backend={r['backend']:<6} " + " ".join(f"{p} {r[p]:.2f}" for p in parts)
-                  + f"; outside the engine {outside:.2f} = {outside / r['engine']:.2f}x the engine", flush=True)
+                runs[label].append(run_child(tree, ["cli", out]))
+            print(f"  run {i + 1} {label:<7} " + " ".join(f"{p} {runs[label][-1][p]:.2f}" for p in parts)
+                  + f" figures serial {runs[label][-1]['figures serial']:.2f} same {runs[label][-1]['same bytes']}",
+                  flush=True)
+    for label, rs in runs.items():
+        r = {p: statistics.median(x[p] for x in rs) for p in (*parts, "figures serial")}
+        outside = sum(r[p] for p in parts if p != "engine")
+        print(f"  median {label:<7} backend={rs[0]['backend']:<6} " + " ".join(f"{p} {r[p]:.2f}" for p in parts)
+              + f" (serial {r['figures serial']:.2f}); figures {r['figures'] / r['engine']:.2f}x the engine; outside the engine {outside:.2f} = "
+              f"{outside / r['engine']:.2f}x the engine", flush=True)
+
+
+def main() -> None:
+    if sys.argv[1:2] == ["--child"]:
+        kind = sys.argv[2]
+        res = (engine_child(sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])) if kind == "engine"
+               else cli_split_child(sys.argv[3]))
+        print(json.dumps(res))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--paths", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", type=Path, help="another source tree to time alongside this one")
+    ap.add_argument("--skip-engines", action="store_true")
+    ap.add_argument("--skip-cli", action="store_true")
+    ap.add_argument("--cli-repeat", type=int, default=1, help="default stress-test runs per tree (median)")
+    ap.add_argument("--skip-exponents", action="store_true")
+    args = ap.parse_args()
+    print(f"machine: {os.cpu_count()} CPU cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    trees = [("after", REPO)] + ([("before", args.before.resolve())] if args.before else [])
+    if not args.skip_engines:
+        engines(trees, args)
+    if not args.skip_cli:
+        cli_split(trees, args.cli_repeat)
     if not args.skip_exponents:
         print(f"numpy engine time ~ n^b (one run each, {args.paths} paths unless varied):")
         for name, n1, n2, b in exponents(args.paths):

@@ -472,3 +472,62 @@ def test_fans_of_a_dataset_without_covenants_or_schedule(ds):
     assert any(tuple(line.get_ydata()) == (100, 100) for line in fig.axes[0].lines)
     live, _ = fans.live_share(old, 36)
     assert (live.sel(month=slice(37, None)) == 0).all() and (live.sel(month=36) > 0).all()
+
+
+# ----------------------------------------------------------------------------- drawing cost (issues 14, 16)
+
+def test_stored_config_is_parsed_once_and_shared_read_only(ds):
+    """Every figure, the narrative and the workbook read the stored config: it is parsed once per
+    config text, and nobody may change the shared object."""
+    from omegaconf.errors import ReadonlyConfigError
+
+    cfg = fans.run_config(ds)
+    assert cfg is fans.run_config(ds.copy()) and "launches" in cfg.market
+    with pytest.raises(ReadonlyConfigError):
+        cfg.market.valuation_date = "1999-01-01"
+    damaged = ds.copy()
+    damaged.attrs = {**ds.attrs, "config": "a: [unclosed"}
+    assert fans.run_config(damaged) is None
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="figure workers are forked on Linux only")
+def test_figures_drawn_by_workers_are_the_serial_bytes(ds):
+    """Two forked workers draw the same PNG bytes, in the same order, as drawing here one by one,
+    and leave no process behind."""
+    import multiprocessing
+
+    assert figures._worker_count(2) == 2  # one thread here: the workers are used
+    serial = figures.figure_pngs(ds, workers=1)
+    forked = figures.figure_pngs(ds, workers=2)
+    assert list(forked) == list(serial) == list(figures.FIGURES)
+    assert all(forked[name] == serial[name] for name in serial)
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="figure workers are forked on Linux only")
+def test_workers_get_a_dataset_in_memory_and_a_failed_start_draws_here(saved, ds, monkeypatch):
+    """A dataset still on disk is read before the workers fork (they must not share its open file);
+    when no worker process can be started the figures are drawn here, the same bytes."""
+    handed = []
+
+    class NoProcesses:
+        def Pool(self, n, initializer, initargs):
+            handed.extend(initargs)
+            raise OSError("no processes left")
+
+    monkeypatch.setattr(figures.multiprocessing, "get_context", lambda *_: NoProcesses())
+    with xr.open_dataset(saved) as lazy:
+        assert not lazy["loss"].variable._in_memory
+        drawn = figures.figure_pngs(lazy, workers=2)
+        assert handed and all(v._in_memory for v in handed[0].variables.values())
+    assert drawn == figures.figure_pngs(ds, workers=1)
+
+
+def test_figures_are_drawn_here_while_another_thread_runs(ds, monkeypatch):
+    """Forking a process with other threads can deadlock the child: then no worker is started."""
+    import threading
+
+    monkeypatch.setattr(threading, "active_count", lambda: 2)
+    assert figures._worker_count(2) == 1
+    monkeypatch.setattr(figures.multiprocessing, "get_context", lambda *_: pytest.fail("a worker was started"))
+    assert list(figures.figure_pngs(ds, workers=2)) == list(figures.FIGURES)

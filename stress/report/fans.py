@@ -3,6 +3,7 @@ of principal still live, with each loan group's covenant levels."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -19,14 +20,19 @@ PRICE_SAME_ATOL = 0.005  # USD per GPU-hour: medians closer than this everywhere
 
 
 def run_config(ds: xr.Dataset):
-    """The resolved config stored in ``attrs['config']`` as an OmegaConf object, or None."""
+    """The resolved config stored in ``attrs['config']`` as a read-only OmegaConf object, or None;
+    parsed once per config text (every figure, the narrative and the workbook read it)."""
     text = ds.attrs.get("config")
-    if not text:
-        return None
+    return _parsed_config(str(text)) if text else None
+
+
+@functools.lru_cache(maxsize=4)
+def _parsed_config(text: str):
     try:
         from omegaconf import OmegaConf
 
-        cfg = OmegaConf.create(str(text))
+        cfg = OmegaConf.create(text)
+        OmegaConf.set_readonly(cfg, True)  # shared by every caller: none may change it
     except Exception:  # noqa: BLE001 - a foreign or damaged attribute just means "no config"
         return None
     return cfg

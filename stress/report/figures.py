@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import io
 import math
+import multiprocessing
 import os
+import signal
+import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Callable
@@ -360,9 +364,54 @@ def render_png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def figure_pngs(ds: xr.Dataset) -> dict[str, bytes]:
-    """Every figure rendered to PNG bytes, keyed by name (see FIGURES)."""
+def figure_pngs(ds: xr.Dataset, workers: int | None = None) -> dict[str, bytes]:
+    """Every figure rendered to PNG bytes, keyed by name (see FIGURES), drawn by ``workers``
+    processes at once (default: one per usable core, at most one per figure). The workers are
+    forked from this process (they share ``ds``, read into memory first, without copying it), so
+    they are used only on Linux with no other Python thread running; otherwise, with one core, with
+    ``workers=1`` or when no process can be started, the figures are drawn here one after another.
+    Either way each figure is drawn by the same code, and the bytes are the same."""
+    n = _worker_count(workers)
+    if n > 1:
+        try:
+            ready = ds.copy(deep=False).load()  # in memory first: the workers must not share an open file
+            pool = multiprocessing.get_context("fork").Pool(n, initializer=_start_worker, initargs=(ready,))
+        except OSError:  # out of processes or memory: draw them here
+            pass
+        else:
+            try:
+                pngs = dict(zip(FIGURES, pool.map(_named_png, FIGURES, chunksize=1)))  # each to the next free worker
+                pool.close()
+            except BaseException:
+                pool.terminate()
+                raise
+            finally:
+                pool.join()
+            return pngs
     return {name: render_png(make(ds)) for name, (make, _) in FIGURES.items()}
+
+
+def _worker_count(asked: int | None) -> int:
+    if asked is None:
+        asked = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if sys.platform != "linux" or threading.active_count() > 1:  # fork is safe only in a one-thread process
+        return 1
+    return max(1, min(asked, len(FIGURES)))
+
+
+_worker_ds: xr.Dataset | None = None  # set in each figure worker only (inherited by fork, never pickled)
+
+
+def _start_worker(ds: xr.Dataset) -> None:
+    """A figure worker: Ctrl-C is the parent's to handle (it stops the workers), SIGTERM just ends it."""
+    global _worker_ds
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _worker_ds = ds
+
+
+def _named_png(name: str) -> bytes:
+    return render_png(FIGURES[name][0](_worker_ds))
 
 
 def write_figures(ds: xr.Dataset, out_dir, pngs: dict[str, bytes] | None = None) -> list[Path]:

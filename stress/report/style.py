@@ -24,13 +24,17 @@ from ..config.schema import is_tape  # tenor coordinate 'tape': each loan's own 
 
 DPI = 120
 PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}  # user labels are text, never math or TeX
+# Titles sit at the top of their axes (no axis is labelled on top, and no tick offset text is drawn
+# that a title would have to clear), so matplotlib need not measure every axis again to place them.
+FIXED_TITLES = {"axes.titley": 1.0, "axes.formatter.useoffset": False}
 
 
 def plain_text(make: Callable[..., Figure]) -> Callable[..., Figure]:
-    """Build the figure with PLAIN_TEXT in force: each Text keeps these settings when drawn later."""
+    """Build the figure with PLAIN_TEXT and FIXED_TITLES in force: each Text and Axes keeps these
+    settings when drawn later."""
     @functools.wraps(make)
     def build(*args, **kwargs) -> Figure:
-        with rc_context(PLAIN_TEXT):
+        with rc_context({**PLAIN_TEXT, **FIXED_TITLES}):
             return make(*args, **kwargs)
     return build
 
