@@ -237,7 +237,8 @@ def test_interrupt_while_writing_removes_the_temporary_file(tmp_path):
 
 
 def test_nan_allow_list_is_documented_in_the_dataset(ds):
-    assert set(dataset.NAN_MEANS) == {"lgd", "default_share", "ltv_fan", "dscr_fan", "price_fan"}
+    assert set(dataset.NAN_MEANS) == {"lgd", "default_share", "ltv_fan", "dscr_fan", "price_fan", "offtaker_pd",
+                                      "offtaker_default_prob"}
     for name, meaning in dataset.NAN_MEANS.items():
         assert ds[name].attrs["nan_means"] == meaning
     assert "NaN appears only in lgd, default_share" in ds.attrs["nan_policy"]
