@@ -20,6 +20,30 @@ def test_es_with_a_fractional_tail_weights_the_boundary_sample():
     assert metrics.tail_measures(loss, [0.975])["es"][0] == pytest.approx((100 + 99 + 49) / 2.5)
 
 
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_bootstrap_weights_are_the_order_statistic_law_of_every_resample(n):
+    """Brute force: over all n^n resamples (with replacement) of n distinct losses, the share whose
+    j-th smallest is the i-th smallest of the sample."""
+    import itertools
+
+    for j in range(1, n + 1):
+        count = np.zeros(n)
+        for draw in itertools.product(range(n), repeat=n):
+            count[sorted(draw)[j - 1]] += 1
+        np.testing.assert_allclose(metrics._bootstrap_weights(n, j), count / n**n, rtol=1e-12, atol=1e-15)
+
+
+def test_bootstrap_weights_equal_the_binomial_tail_of_scipy_stats_bit_for_bit():
+    """The incomplete beta form is the binomial survival function scipy.stats computes (the stored
+    regression results were made with it), to the last bit."""
+    from scipy import stats
+
+    for n in (7, 2000, 4096):
+        for j in sorted({1, n // 2, int(np.ceil(n * 0.99)), n}):
+            expected = np.diff(stats.binom.sf(j - 1, n, np.arange(n + 1) / n))
+            assert np.array_equal(metrics._bootstrap_weights(n, j), expected), (n, j)
+
+
 def test_expected_loss_and_its_error():
     rng = np.random.default_rng(1)
     loss = rng.exponential(2.0, size=(3, 40000))
