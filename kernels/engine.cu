@@ -295,6 +295,8 @@ struct Scratch {
   Column<int> borrower_cause;                     // [B] cross-default only: borrower's highest-priority cause
   Column<double> sold;                            // [C] fire sale: GPUs of each family sold this month (one tenor)
   Column<double> ap_sum;                          // [C (W+1)] appraisal only: cumulative expected rents S(n)
+  Column<int> ap_window;                          // [C] appraisal only: months of S(n) computed (-1: chip not appraised)
+  Column<double> ap_jump;                         // [W+1] appraisal only: launch jump J(t, t + h)
   Column<T> appraised;                            // [L] appraisal only: collateral of the latest appraisal, USD
   Column<int> offtaker_month;                     // [O] contracts only: month the offtaker defaults (kNever: never)
   Column<int> contract_end;                       // [L] contracts only: last month of the contract in force
@@ -319,6 +321,7 @@ struct Scratch {
     sold = a.take<double>(d.C);
     const bool ap = d.appraisal_months > 0;
     ap_sum = a.take<double>(ap ? (long long)d.C * (d.window + 1) : 0), appraised = a.take<T>(ap ? d.L : 0);
+    ap_window = a.take<int>(ap ? d.C : 0), ap_jump = a.take<double>(ap ? d.window + 1 : 0);
     offtaker_month = a.take<int>(d.contracts ? d.O : 0);
     contract_end = a.take<int>(d.contracts ? d.L : 0), contract_price = a.take<double>(d.contracts ? d.L : 0);
     bytes_per_thread = a.bytes;
@@ -445,34 +448,51 @@ struct PathSim {
     }
   }
 
-  // appraisal.expected_prices + the cumulative sums of appraisal.appraise at month t, every chip.
-  __device__ void appraise_chips(int t) {
+  // Months of physical life left of loan l at month t, within the appraisal window (appraisal.appraise's `left`).
+  __device__ int life_left(int l, int t) const {
+    return int(model::np_clip(tb.ap_life[l] - double(t), 0.0, double(d.window)));
+  }
+
+  // appraisal.expected_prices + the cumulative sums of appraisal.appraise at month t, of the chips of
+  // the loans `wanted(l)` says, each up to the longest life left of those loans (appraisal.appraise's
+  // `windows`; S(n) is a running sum, so a shorter window leaves the sums it computes unchanged).
+  template <typename Wanted>
+  __device__ void appraise_chips(int t, Wanted wanted) {
     const long long W1 = d.window + 1;
-    int window = 1;
+    for (int c = 0; c < d.C; ++c) sc.ap_window[c] = -1;
     for (int l = 0; l < d.L; ++l)
-      window = model::np_maximum(window, int(model::np_clip(tb.ap_life[l] - double(t), 0.0, double(d.window))));
+      if (wanted(l)) sc.ap_window[tb.chip[l]] = model::np_maximum(sc.ap_window[tb.chip[l]], life_left(l, t));
+    int window = 1;
+    for (int c = 0; c < d.C; ++c) {
+      window = model::np_maximum(window, sc.ap_window[c]);
+      if (sc.ap_window[c] >= 0) sc.ap_sum[c * W1] = 0.0;
+    }
     const double a_d = t > 0 ? tb.demand_a[(long long)s * d.H + t - 1] : 1.0;
     const double b_d = t > 0 ? tb.demand_b[(long long)s * d.H + t - 1] : 0.0;
     const double dtilde = demand - (t > 0 ? tb.demand_decay[t - 1] : 1.0) * demand0;
-    for (int c = 0; c < d.C; ++c) sc.ap_sum[c * W1] = 0.0;
-    for (int h = 1; h <= window; ++h) {
-      const double innovation = a_d * tb.ap_phi_pow[h] * dtilde + b_d;
-      double jump = 0.0;
-      for (int n = 0; n < d.N; ++n) {
-        const double path_month = sc.launch[n];
-        const double month = path_month <= double(t) ? path_month
-                                                     : model::np_maximum(tb.launch_month[s * d.N + n], double(t) + 1.0);
-        jump = jump + tb.launch_log_step[s * d.N + n] * model::launch_share(t + h, month, tb.launch_ramp[n]);
-      }
-      for (int c = 0; c < d.C; ++c) {
-        const long long sci = ((long long)s * d.C + c) * d.H + t - 1;
-        const double a_p = t > 0 ? tb.price_a[sci] : 1.0, b_p = t > 0 ? tb.price_b[sci] : 0.0;
-        const double log_price = model::log_spot_price(tb.log_price0[c], tb.trend_monthly[c], t + h, tb.kappa[c],
-                                                       innovation, tb.sigma[c] * tb.ap_psi_pow[c * W1 + h],
-                                                       sc.noise[c], jump);
-        const double opex = tb.ap_opex[((long long)s * d.C + c) * (d.H + 1) + t];
-        sc.ap_sum[c * W1 + h] = sc.ap_sum[c * W1 + h - 1] +
-            model::appraisal_rent(model::spot_price(a_p, b_p, log_price), tb.ap_hours_u[c], opex, tb.ap_discount[c * W1 + h]);
+    // J(t, t + h): launches in order, each over every month ahead (a launch under way counts from its
+    // path month, one still to come from its scheduled month, or t + 1 once that has passed).
+    for (int h = 1; h <= window; ++h) sc.ap_jump[h] = 0.0;
+    for (int n = 0; n < d.N; ++n) {
+      const double path_month = sc.launch[n];
+      const double month = path_month <= double(t) ? path_month
+                                                   : model::np_maximum(tb.launch_month[s * d.N + n], double(t) + 1.0);
+      const double step = tb.launch_log_step[s * d.N + n], ramp = tb.launch_ramp[n];
+      for (int h = 1; h <= window; ++h) sc.ap_jump[h] = sc.ap_jump[h] + step * model::launch_share(t + h, month, ramp);
+    }
+    for (int c = 0; c < d.C; ++c) {  // chips are independent: each chip's running sum over h
+      const long long sci = ((long long)s * d.C + c) * d.H + t - 1;
+      const double a_p = t > 0 ? tb.price_a[sci] : 1.0, b_p = t > 0 ? tb.price_b[sci] : 0.0;
+      const double opex = tb.ap_opex[((long long)s * d.C + c) * (d.H + 1) + t];
+      const double log_price0 = tb.log_price0[c], trend = tb.trend_monthly[c], kappa = tb.kappa[c];
+      const double sigma = tb.sigma[c], noise = sc.noise[c], hours_u = tb.ap_hours_u[c];
+      double sum = 0.0;
+      for (int h = 1; h <= sc.ap_window[c]; ++h) {
+        const double innovation = a_d * tb.ap_phi_pow[h] * dtilde + b_d;
+        const double log_price = model::log_spot_price(log_price0, trend, t + h, kappa, innovation,
+                                                       sigma * tb.ap_psi_pow[c * W1 + h], noise, sc.ap_jump[h]);
+        sum = sum + model::appraisal_rent(model::spot_price(a_p, b_p, log_price), hours_u, opex, tb.ap_discount[c * W1 + h]);
+        sc.ap_sum[c * W1 + h] = sum;
       }
     }
   }
@@ -482,7 +502,7 @@ struct PathSim {
   __device__ double loan_appraisal(int l, int t, bool sale) const {
     const long long W1 = d.window + 1;
     const int c = tb.chip[l];
-    const int left = int(model::np_clip(tb.ap_life[l] - double(t), 0.0, double(d.window)));
+    const int left = life_left(l, t);
     double signed_months = tb.ap_contract_months[l] - double(t), rent = tb.ap_rent[l];
     if (d.contracts) {
       const bool live = t < offtaker_fails(l) && !(sale && tb.ct_offtaker[l] == d.O);
@@ -495,10 +515,17 @@ struct PathSim {
                                   opex, tb.ap_annuity[c * W1 + months], tb.scrap[l]);
   }
 
-  // A new appraisal at month t: the collateral of every loan until the next one (montecarlo.simulate's `appraised`).
+  // A new appraisal at month t: the collateral of every loan until the next one (montecarlo.simulate's
+  // `appraised`). A loan with no live cell left is not appraised (its collateral is not read again).
   __device__ void reappraise(int t) {
-    appraise_chips(t);
+    const auto any_live = [&](int l) {
+      for (int k = 0; k < d.K; ++k)
+        if (live((long long)k * d.L + l, t)) return true;
+      return false;
+    };
+    appraise_chips(t, any_live);
     for (int l = 0; l < d.L; ++l) {
+      if (!any_live(l)) continue;
       const double alive = t > 0 ? double(T(tb.gpus_alive[(long long)l * d.H + t - 1])) : double(T(tb.ap_gpus[l]));
       sc.appraised[l] = T(alive * loan_appraisal(l, t, false));
     }
@@ -686,7 +713,12 @@ struct PathSim {
     const int i = t - 1;
     const T haircut = T(tb.haircut[(long long)s * d.H + i]);
     const T keep_after_sale = T(1.0 - tb.scalars[SC_SALE_COST]);
-    if (d.appraisal_months > 0) appraise_chips(t);  // recovery: a fresh appraisal of the sale month
+    if (d.appraisal_months > 0)  // recovery: a fresh appraisal of the sale month, of the chips sold (appraise's `sales`)
+      appraise_chips(t, [&](int l) {
+        for (int k = 0; k < d.K; ++k)
+          if (sc.default_month[(long long)k * d.L + l] == defaulted) return true;
+        return false;
+      });
     const double impact = tb.scalars[SC_PRICE_IMPACT];
     for (int k = 0; k < d.K; ++k) {
       if (impact != 0.0) {  // recovery.fire_sale_keep: the GPUs of each family this tenor's sales bring to market
