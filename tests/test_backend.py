@@ -127,6 +127,31 @@ def test_host_backend_matches_numpy():
     np.testing.assert_allclose(host.price_fan.values, ref.price_fan.values, rtol=1e-12)
 
 
+def test_the_problem_is_packed_once_for_every_chunk_and_thread_of_a_run(monkeypatch):
+    """The kernel's flat arrays are built on the first chunk and reused by every later chunk and
+    thread (they are read-only), and forgotten with the Problem."""
+    import gc
+
+    _, prob = _problem(["scenario=[baseline]", "tenors=[36]"])
+    calls = []
+    real = hostkernel.pack
+    monkeypatch.setattr(hostkernel, "pack", lambda p: calls.append(p) or real(p))
+    parts = [hostkernel.simulate_threads(prob, 1, a, a + 6, 0, workers=2) for a in (0, 6, 12)]
+    assert len(calls) == 1 and calls[0] is prob
+    reals, ints = hostkernel.packed(prob)
+    assert not reals.flags.writeable and not ints.flags.writeable
+    expected = real(prob)
+    np.testing.assert_array_equal(reals, expected[0])
+    np.testing.assert_array_equal(ints, expected[1])
+    whole = hostkernel.simulate(prob, 1, 0, 18, 0)  # one chunk, the same cached arrays: the same paths
+    np.testing.assert_array_equal(np.concatenate([r.loss for p in parts for r in p], axis=-1), whole.loss)
+    key = id(prob)
+    calls.clear()
+    del prob, reals, ints
+    gc.collect()
+    assert key not in hostkernel._PACKED
+
+
 @pytest.mark.gpu
 def test_cuda_engine_matches_numpy_in_float64():
     cp = _gpu_or_skip()

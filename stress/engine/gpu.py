@@ -55,7 +55,7 @@ def simulate(cp, prob: Problem, seed: int, start: int, stop: int, fan_paths: int
     S, P = len(prob.scenarios), stop - start
     F = max(0, min(fan_paths, stop) - start)
     cfg = cp.asarray(hostkernel.config_vector(prob, seed, start, stop, fan_paths))
-    reals, ints = (cp.asarray(a) for a in hostkernel.pack(prob))
+    reals, ints = (cp.asarray(a) for a in hostkernel.packed(prob))
     sizes = cp.zeros(4, dtype=cp.int64)
     mod.get_function("simulate_layout")((1,), (1,), (cfg, sizes))
     n_reals, n_ints, scratch_f64, scratch_f32 = (int(v) for v in cp.asnumpy(sizes))

@@ -9,7 +9,8 @@ built for another CPU. ``simulate`` has the
 signature and outputs of :func:`stress.engine.montecarlo.simulate` (fans included: the kernel computes them).
 
 ``pack`` flattens a :class:`~stress.engine.problem.Problem` into the argument layout documented at the top
-of ``kernels/engine.cu``; the GPU launcher can use it as it is.
+of ``kernels/engine.cu``; the GPU launcher can use it as it is. ``packed`` does it once per Problem
+object, for every chunk and thread of a run (at 10,000 loans the arrays are hundreds of MB).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -208,6 +211,24 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     return flat(reals, np.float64), flat(ints, np.int32)
 
 
+_PACKED: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(Problem) -> pack(Problem), while that Problem lives
+_PACKED_LOCK = threading.Lock()
+
+
+def packed(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
+    """``pack(prob)``, computed on the first call for this Problem object and shared (read-only) by
+    every later chunk and thread; dropped when the Problem is."""
+    key = id(prob)
+    with _PACKED_LOCK:
+        if key not in _PACKED:
+            arrays = pack(prob)
+            for a in arrays:
+                a.flags.writeable = False
+            _PACKED[key] = arrays
+            weakref.finalize(prob, _PACKED.pop, key, None)
+        return _PACKED[key]
+
+
 def config_vector(prob: Problem, seed: int, start: int, stop: int, fan_paths: int) -> np.ndarray:
     """engine.cu's ``config`` vector for paths [start, stop); the first ``fan_paths`` paths overall are fan paths."""
     S, K, L = prob.shape
@@ -244,7 +265,7 @@ def simulate(prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dt
     lib = load()
     P, F = stop - start, max(0, min(fan_paths, stop) - start)
     cfg = config_vector(prob, seed, start, stop, fan_paths)
-    reals, ints = pack(prob)
+    reals, ints = packed(prob)
     sizes = np.zeros(4, dtype=np.int64)
     lib.simulate_layout(ctypes.c_void_p(cfg.ctypes.data), ctypes.c_void_p(sizes.ctypes.data))
     assert (sizes[0], sizes[1]) == (reals.size, ints.size), "pack() and engine.cu disagree on the layout"
