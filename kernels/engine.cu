@@ -50,11 +50,13 @@
 //   copula_load[L]      sqrt(rho)              copula_idio[L]     sqrt(1 - rho)
 //   scrap[L]            USD per GPU            cure_capacity[L]   USD the sponsor can inject
 //   rvg[L]              residual value guarantee, USD per alive GPU (0 = none)
-//   reserve_target[K,L] USD                    regular_balance[K,L,T]  USD after the regular payment
-//   monthly_rate[S,L,T] loan rate per month    exogenous_threshold[S,L,T]  Phi^-1(cumulative PD)
-//   gpus_alive[L,H], contract_revenue[L,H] (USD), merchant_hours[L,H] (GPU-h),
-//   value_income[L,H] (USD per USD/GPU-h), value_cost[L,H] (USD)
-//   opex_base[S,L,H], opex_slope[S,L,H]        USD, USD per unit of utilisation
+//   reserve_target[K,L] USD                    regular_balance[K,T,L]  USD after the regular payment
+//   monthly_rate[S,T,L] loan rate per month    exogenous_threshold[S,T,L]  Phi^-1(cumulative PD)
+//   gpus_alive[H,L], contract_revenue[H,L] (USD), merchant_hours[H,L] (GPU-h),
+//   value_income[H,L] (USD per USD/GPU-h), value_cost[H,L] (USD)
+//   opex_base[S,H,L], opex_slope[S,H,L]        USD, USD per unit of utilisation
+//   (the per-month tables are month-major, loan last: a month's loop over the loans reads them in
+//   order, which keeps a large tape's tables streaming through the cache)
 // With appraisal_months > 0 (market.valuation.method=appraisal), then:
 //   ap_discount[C,W+1]  (d q_c)^h              ap_annuity[C,W+1]  sum_{h<=m} (d q_c)^h
 //   ap_hours_u[C]       730 u_c                ap_opex[S,C,H+1]   reference opex of month t, USD/GPU-month
@@ -63,8 +65,8 @@
 // With contracts = 1 (stress.model.contract.ContractParams), then:
 //   off_sqrt_rho[O], off_loading[O], off_loading_c[O], off_idio[O]   latent-variable weights
 //   off_threshold[S,O,H] Phi^-1(cumulative PD)  ct_price[L] USD/GPU-h   ct_renewal_prob[S,L]
-//   ct_renewal_factor[L] 1 + premium           ct_hours_on[L,H], ct_merchant_on[L,H], ct_merchant_off[L,H] GPU-h
-//   ct_base_on[S,L,H], ct_slope_on[S,L,H], ct_base_off[S,L,H], ct_slope_off[S,L,H]  USD
+//   ct_renewal_factor[L] 1 + premium           ct_hours_on[H,L], ct_merchant_on[H,L], ct_merchant_off[H,L] GPU-h
+//   ct_base_on[S,H,L], ct_slope_on[S,H,L], ct_base_off[S,H,L], ct_slope_off[S,H,L]  USD
 // ints (int32): chip_of_loan[L], refinanced[L] (0/1), borrower_of_loan[L] (0..B-1), tenor[K,L],
 //   facility_of_loan[L] (0..Fa-1, -1 = in no facility with tranches); with contracts = 1 then
 //   ct_offtaker[L] (0..O-1 drawn, O = self, -1 = none), ct_months[L], ct_renewal_months[L], off_forced[S,O] (0 = none).
@@ -526,7 +528,7 @@ struct PathSim {
     appraise_chips(t, any_live);
     for (int l = 0; l < d.L; ++l) {
       if (!any_live(l)) continue;
-      const double alive = t > 0 ? double(T(tb.gpus_alive[(long long)l * d.H + t - 1])) : double(T(tb.ap_gpus[l]));
+      const double alive = t > 0 ? double(T(tb.gpus_alive[(long long)(t - 1) * d.L + l])) : double(T(tb.ap_gpus[l]));
       sc.appraised[l] = T(alive * loan_appraisal(l, t, false));
     }
   }
@@ -621,8 +623,8 @@ struct PathSim {
         philox::normals4(key, path, t, philox::STREAM_UTILIZATION, noise_block, noise);
       }
       const int c = tb.chip[l];
-      const long long li = (long long)l * d.H + i, sli = ((long long)s * d.L + l) * d.H + i;
-      const long long slt = ((long long)s * d.L + l) * d.T + i;
+      const long long li = (long long)i * d.L + l, sli = ((long long)s * d.H + i) * d.L + l;
+      const long long slt = ((long long)s * d.T + i) * d.L + l;
       const T util = model::utilization<T>(T(tb.util_intercept[c]), beta, demand_t, sigma_u, T(noise[l % 4]), u_max,
                                            util_a, util_b);
       const T price = sc.price[c];
@@ -650,7 +652,7 @@ struct PathSim {
         model::Cell<T> cell = load(j);
         const T opening = cell.balance;
         const model::Month<T> m = model::waterfall_month<T>(
-            cell, rules, cf, cf1, cf2, ltv_limit, refi_limit, monthly_rate, T(tb.regular_balance[j * d.T + i]),
+            cell, rules, cf, cf1, cf2, ltv_limit, refi_limit, monthly_rate, T(tb.regular_balance[((long long)k * d.T + i) * d.L + l]),
             T(tb.reserve_target[j]), T(tb.dscr_min[l]), t == tb.tenor[j], tb.refinanced[l] != 0, exogenous_hit);
         if (fan) {
           const T w = T(tb.principal[l]);
@@ -724,10 +726,10 @@ struct PathSim {
       if (impact != 0.0) {  // recovery.fire_sale_keep: the GPUs of each family this tenor's sales bring to market
         for (int c = 0; c < d.C; ++c) sc.sold[c] = 0.0;
         for (int l = 0; l < d.L; ++l)
-          if (sc.default_month[(long long)k * d.L + l] == defaulted) sc.sold[tb.chip[l]] += tb.gpus_alive[(long long)l * d.H + i];
+          if (sc.default_month[(long long)k * d.L + l] == defaulted) sc.sold[tb.chip[l]] += tb.gpus_alive[(long long)i * d.L + l];
       }
       for (int l = 0; l < d.L; ++l) {
-        const long long li = (long long)l * d.H + i;
+        const long long li = (long long)i * d.L + l;
         const long long j = (long long)k * d.L + l;
         if (sc.default_month[j] != defaulted) continue;
         const int c = tb.chip[l];
@@ -736,7 +738,7 @@ struct PathSim {
                                                : model::collateral_value<T>(sc.price[tb.chip[l]], T(tb.value_income[li]),
                                                                             T(tb.value_cost[li]), T(tb.scrap[l]));
         // waterfall.step records the annual rate at default as 12.0 * monthly_rate, in T.
-        const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.L + l) * d.T + defaulted - 1]);
+        const T annual_rate = T(12) * T(tb.monthly_rate[((long long)s * d.T + defaulted - 1) * d.L + l]);
         const T exposure = sc.exposure[j];
         const T proceeds = model::liquidation_proceeds<T>(T(tb.gpus_alive[li]), value, haircut, keep_after_sale, keep,
                                                           T(tb.rvg[l]), sc.reserve_at_default[j], exposure,

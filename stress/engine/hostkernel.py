@@ -149,6 +149,11 @@ def load(source: str = "engine.cu") -> ctypes.CDLL:
         raise KernelBuildError(f"cannot load the host kernel library {target}: {exc}") from None
 
 
+def months_first(a: np.ndarray) -> np.ndarray:
+    """A (..., loan, month) table as (..., month, loan), the kernel's layout of per-month tables."""
+    return np.swapaxes(np.asarray(a), -1, -2)
+
+
 def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     """The Problem as engine.cu's ``reals`` (float64) and ``ints`` (int32), in the documented order.
 
@@ -175,11 +180,12 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
         (prob.principal, (L,)), (prob.dscr_min, (L,)), (prob.ltv_max, (L,)), (load, (L,)),
         (np.sqrt(1.0 - load**2), (L,)), (prob.scrap, (L,)), (prob.cure_capacity, (L,)),
         (np.zeros(L) if prob.rvg is None else prob.rvg, (L,)),
-        (prob.reserve_target, (K, L)), (prob.regular_balance, (K, L, T)),
-        (prob.monthly_rate, (S, L, T)), (prob.exogenous_threshold, (S, L, T)),
-        (prob.gpus_alive, (L, H)), (prob.contract_revenue, (L, H)), (prob.merchant_hours, (L, H)),
-        (prob.value_income, (L, H)), (prob.value_cost, (L, H)),
-        (prob.opex_base, (S, L, H)), (prob.opex_slope, (S, L, H)),
+        (prob.reserve_target, (K, L)), (months_first(prob.regular_balance), (K, T, L)),
+        (months_first(prob.monthly_rate), (S, T, L)), (months_first(prob.exogenous_threshold), (S, T, L)),
+        (months_first(prob.gpus_alive), (H, L)), (months_first(prob.contract_revenue), (H, L)),
+        (months_first(prob.merchant_hours), (H, L)), (months_first(prob.value_income), (H, L)),
+        (months_first(prob.value_cost), (H, L)),
+        (months_first(prob.opex_base), (S, H, L)), (months_first(prob.opex_slope), (S, H, L)),
     ]
     ap = prob.appraisal
     if ap is not None:
@@ -194,8 +200,10 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
         O = cp.drawn
         reals += [(cp.sqrt_rho, (O,)), (cp.loading, (O,)), (cp.loading_c, (O,)), (cp.idio, (O,)),
                   (cp.threshold, (S, O, H)), (cp.price, (L,)), (cp.renewal_prob, (S, L)), (cp.renewal_factor, (L,)),
-                  (cp.hours_on, (L, H)), (cp.merchant_on, (L, H)), (cp.merchant_off, (L, H)),
-                  (cp.base_on, (S, L, H)), (cp.slope_on, (S, L, H)), (cp.base_off, (S, L, H)), (cp.slope_off, (S, L, H))]
+                  (months_first(cp.hours_on), (H, L)), (months_first(cp.merchant_on), (H, L)),
+                  (months_first(cp.merchant_off), (H, L)),
+                  (months_first(cp.base_on), (S, H, L)), (months_first(cp.slope_on), (S, H, L)),
+                  (months_first(cp.base_off), (S, H, L)), (months_first(cp.slope_off), (S, H, L))]
     borrower = np.zeros(L, dtype=np.int64) if prob.borrower is None else np.argmax(prob.borrower, axis=1)
     facility = np.full(L, -1, dtype=np.int64) if prob.facility_of_loan is None else prob.facility_of_loan
     ints = [(prob.chip_of_loan, (L,)), (prob.refinanced, (L,)), (borrower, (L,)), (prob.tenor, (K, L)), (facility, (L,))]
