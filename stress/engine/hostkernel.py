@@ -19,6 +19,7 @@ import ctypes
 import functools
 import hashlib
 import logging
+import math
 import os
 import shutil
 import stat
@@ -210,11 +211,16 @@ def pack(prob: Problem) -> tuple[np.ndarray, np.ndarray]:
     if cp is not None:
         ints += [(cp.of_loan, (L,)), (cp.months, (L,)), (cp.renewal_months, (L,)), (cp.forced, (S, cp.drawn))]
 
-    def flat(pieces, dtype):
-        arrays = [np.asarray(a, dtype=dtype) for a, _ in pieces]
-        for a, (_, shape) in zip(arrays, pieces):
+    def flat(pieces, dtype):  # each piece copied once, straight into its place (no temporary copies)
+        out = np.empty(sum(math.prod(shape) for _, shape in pieces), dtype=dtype)
+        at = 0
+        for a, shape in pieces:
+            a = np.asarray(a)
             assert a.shape == shape, f"Problem array of shape {a.shape}, expected {shape}"
-        return np.concatenate([a.ravel() for a in arrays])
+            n = math.prod(shape)
+            out[at:at + n].reshape(shape)[...] = a
+            at += n
+        return out
 
     return flat(reals, np.float64), flat(ints, np.int32)
 
