@@ -47,11 +47,11 @@ def _run(cfg: StressConfig) -> xr.Dataset:
         dataset.check_writable(cfg.output.dir, cfg.output.format, cfg.output.overwrite)
     prob = problem.build_problem(cfg, tape)
     S, K, L = prob.shape
-    chunk = chunk_paths(cfg, prob)
-    footprint.check(footprint.of_run(cfg, prob, chunk), cfg.mc.paths)  # before any per-path array or chunk file
+    be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
+    chunk = chunk_paths(cfg, prob, be.kernel)
+    footprint.check(footprint.of_run(cfg, prob, chunk, be.kernel), cfg.mc.paths)  # before any per-path array or chunk file
     store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), VERSION)
     started = time.perf_counter()
-    be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
     with executor.start(cfg, be) as ex:
         combined = executor.run_chunks(ex, prob, cfg, chunk, store)
     log.info("simulated %d paths x %d scenarios x %d tenors x %d loans x %d months on %s in %.1f s",

@@ -85,3 +85,48 @@ def test_the_estimate_is_of_the_right_size():
     fp = footprint.estimate(7, 3, 30, 84, 1664, 1664, 0, False, False)
     assert 200 * 2**20 < fp.parts["the chunks in flight (mc.chunk_paths)"] < 1024 * 2**20
     assert fp.parts["the loss of every path (mc.paths)"] == 7 * 3 * 1664 * 8 * footprint.LOSS_COPIES
+
+
+def _repeated_tape(tmp_path, n):
+    """The example tape's loans repeated to n (new ids, one borrower per copy)."""
+    import csv
+
+    with open(tape_path(to_schema(stress.compose([])))) as f:
+        header, *rows = list(csv.reader(f))
+    out = tmp_path / f"loans_{n}.csv"
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for i in range(n):
+            r = list(rows[i % len(rows)])
+            r[0], r[1] = f"{r[0]}-{i // len(rows)}", f"{r[1]} #{i // len(rows)}"
+            w.writerow(r)
+    return out
+
+
+def test_kernel_engines_get_chunks_of_at_least_kernel_min_paths_on_a_large_tape(tmp_path, monkeypatch):
+    """numpy's default chunk is about CELLS_PER_CHUNK cells (166 paths for 7 x 3 x 300 loans); the
+    kernel engines', whose working set is per thread, at least KERNEL_MIN_PATHS; an explicit
+    mc.chunk_paths is kept by both. The run on backend=host uses the kernel chunk, and the footprint
+    of its chunks is the kernel's."""
+    from stress.engine.chunk import CELLS_PER_CHUNK, KERNEL_MIN_PATHS, chunk_paths
+
+    tape = _repeated_tape(tmp_path, 300)
+    cfg = to_schema(stress.compose([f"portfolio.path={tape}", "mc.paths=400", "mc.fan_paths=0", "backend=host"]))
+    prob = problem.build_problem(cfg, load_portfolio(tape, cfg.market.chips))
+    assert chunk_paths(cfg, prob) == CELLS_PER_CHUNK // (7 * 3 * 300) == 166
+    assert chunk_paths(cfg, prob, kernel=True) == KERNEL_MIN_PATHS == 256
+    cfg.mc.chunk_paths = 50
+    assert chunk_paths(cfg, prob) == chunk_paths(cfg, prob, kernel=True) == 50
+    cfg.mc.chunk_paths = None
+    numpy_fp, kernel_fp = footprint.of_run(cfg, prob, 256), footprint.of_run(cfg, prob, 256, kernel=True)
+    key = "the chunks in flight (mc.chunk_paths)"
+    assert numpy_fp.parts[key] == 7 * 3 * 300 * 256 * footprint.CHUNK_BYTES_PER_CELL
+    assert kernel_fp.parts[key] == 7 * 3 * 300 * 256 * footprint.KERNEL_CHUNK_BYTES_PER_CELL
+
+    seen = []
+    real = executor.run_chunks
+    monkeypatch.setattr(executor, "run_chunks", lambda ex, prob, cfg, chunk, store: seen.append(chunk)
+                        or real(ex, prob, cfg, chunk, store))
+    ds = stress.run(cfg)
+    assert seen == [256] and ds.attrs["backend"] == "host" and ds.loss.sizes["path"] == 400

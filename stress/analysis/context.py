@@ -69,8 +69,10 @@ def run_batch(ctx: Context, scenarios: dict[str, list[ShockConfig]], *, cfg: Str
     tape = tape if tape is not None else ctx.tape
     prob = problem.build_problem(c, tape)
     S, K, L = prob.shape
-    chunk = chunk_paths(c, prob)
-    footprint.check(footprint.estimate(S, K, L, prob.months, c.mc.paths, chunk, 0, False, c.mc.importance_sampling),
+    kernel = getattr(ctx.be, "kernel", False)
+    chunk = chunk_paths(c, prob, kernel)
+    footprint.check(footprint.estimate(S, K, L, prob.months, c.mc.paths, chunk, 0, False, c.mc.importance_sampling,
+                                       kernel=kernel),
                     c.mc.paths)
     dtype = np.dtype(c.precision)
     chunks = [_chunk(ctx.be, prob, c.mc.seed, a, min(a + chunk, c.mc.paths), dtype)

@@ -33,6 +33,12 @@ class Backend:
     device: str  # human-readable description of where the work runs
     to_host: Callable  # device array -> numpy array
 
+    @property
+    def kernel(self) -> bool:
+        """True for the fused kernel (CUDA or host-compiled): its working set does not grow with a chunk's
+        paths x loans, as the numpy engine's dense arrays do."""
+        return self.name != "numpy"
+
     def simulate(self, prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,
                  keep_paths: bool = False) -> ChunkResult:
         """Paths [start, stop) on this backend; the outputs of stress.engine.montecarlo.simulate."""

@@ -13,12 +13,18 @@ if TYPE_CHECKING:
     from .problem import Problem
 
 CELLS_PER_CHUNK = 1 << 20  # default chunk: about this many (scenario, tenor, path, loan) cells
+KERNEL_MIN_PATHS = 256  # default chunk of the kernel engines: at least this many paths
 
 
-def chunk_paths(cfg: StressConfig, prob: Problem) -> int:
-    """Paths per chunk: ``mc.chunk_paths``, or about CELLS_PER_CHUNK cells of the problem."""
+def chunk_paths(cfg: StressConfig, prob: Problem, kernel: bool = False) -> int:
+    """Paths per chunk: ``mc.chunk_paths``, or about CELLS_PER_CHUNK cells of the problem (the numpy
+    engine's working set grows with them); on a ``kernel`` engine, whose working set is per thread,
+    at least KERNEL_MIN_PATHS, so that a large tape's chunks are not a few paths each (each chunk
+    adds its per-loan sums and writes them to the checkpoint; a GPU runs one thread per path and
+    scenario of the chunk)."""
     S, K, L = prob.shape
-    return cfg.mc.chunk_paths or max(1, CELLS_PER_CHUNK // (S * K * L))
+    cells = max(1, CELLS_PER_CHUNK // (S * K * L))
+    return cfg.mc.chunk_paths or (max(cells, KERNEL_MIN_PATHS) if kernel else cells)
 
 
 @dataclass

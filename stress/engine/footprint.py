@@ -17,6 +17,7 @@ from typing import Optional
 from ..errors import ConfigError
 
 CHUNK_BYTES_PER_CELL = 512  # working set of one chunk per (scenario, tenor, path, loan) cell, bytes (~270 measured, numpy)
+KERNEL_CHUNK_BYTES_PER_CELL = 8  # the same on the kernel engines: only output.paths' per-path detail (3 bytes) is per cell
 LOSS_COPIES = 4  # loss, loss_rate, the sorted copy of the tail measures, the write buffer
 DETAIL_BYTES_PER_CELL = 2 * 3  # output.paths: default_month (int16) + default_cause (int8), kept and written
 LOAN_MONTHS_PER_SECOND = 1e7  # rough numpy throughput per worker, (scenario, tenor, path, loan) cells x months a second
@@ -35,14 +36,16 @@ class Footprint:
 
 
 def estimate(scenarios: int, tenors: int, loans: int, months: int, paths: int, chunk: int, fan_paths: int,
-             keep_paths: bool, importance_sampling: bool, workers: int = 1) -> Footprint:
+             keep_paths: bool, importance_sampling: bool, workers: int = 1, kernel: bool = False) -> Footprint:
     """The footprint of ``paths`` paths of a (scenarios, tenors, loans) problem over ``months`` months,
-    ``chunk`` paths at a time on ``workers`` processes of this machine (pure arithmetic)."""
+    ``chunk`` paths at a time on ``workers`` processes of this machine, on the numpy engine or a
+    ``kernel`` engine (pure arithmetic)."""
+    per_cell = KERNEL_CHUNK_BYTES_PER_CELL if kernel else CHUNK_BYTES_PER_CELL
     S, K, L, P = scenarios, tenors, loans, paths
     fans = min(fan_paths, P) * S * months * (K * 2 + 8) * 8  # price (a few chips), LTV and DSCR samples
     parts = {
         "the loss of every path (mc.paths)": S * K * P * 8.0 * LOSS_COPIES + (K * P * 8.0 * 3 if importance_sampling else 0),
-        "the chunks in flight (mc.chunk_paths)": workers * S * K * L * min(chunk, P) * float(CHUNK_BYTES_PER_CELL),
+        "the chunks in flight (mc.chunk_paths)": workers * S * K * L * min(chunk, P) * float(per_cell),
         "the fan samples (mc.fan_paths)": float(fans),
     }
     if keep_paths:
@@ -111,10 +114,11 @@ def check(fp: Footprint, paths: int, available: Optional[int] = None) -> None:
         f"e.g. a Hydra sweep over mc.seed combined by stress-aggregate)")
 
 
-def of_run(cfg, prob, chunk: int) -> Footprint:
-    """The footprint of the run of config ``cfg`` (a StressConfig) on problem ``prob``, ``chunk`` paths a chunk."""
+def of_run(cfg, prob, chunk: int, kernel: bool = False) -> Footprint:
+    """The footprint of the run of config ``cfg`` (a StressConfig) on problem ``prob``, ``chunk`` paths a
+    chunk, on the numpy engine or a ``kernel`` engine."""
     S, K, L = prob.shape
     ex = cfg.executor
     workers = ex.workers if ex.kind == "dask" and ex.address is None else 1  # a LocalCluster runs on this machine
     return estimate(S, K, L, prob.months, cfg.mc.paths, chunk, cfg.mc.fan_paths, cfg.output.paths,
-                    cfg.mc.importance_sampling, workers)
+                    cfg.mc.importance_sampling, workers, kernel)
