@@ -10,7 +10,7 @@ spends per loan-month (the issue's goal: at most 50 for numpy, 35 for host). On 
 compare these ratios, not the seconds.
 
     python benchmarks/bench_engine.py [--paths 2000] [--repeat 3] [--before DIR] [--skip-engines] [--skip-cli]
-        [--cli-repeat 1] [--skip-exponents]
+        [--cli-repeat 1] [--cli-paths 2000,10000] [--skip-exponents]
 
 ``--before DIR``: also time the engines of another source tree (e.g. ``git worktree add DIR
 <commit>``), each engine in its own process, alternating with this tree's, so before and after come
@@ -102,8 +102,9 @@ def run_child(tree: Path, args: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def cli_split_child(out: str) -> dict:
-    """A default ``stress-test`` run's parts, timed in a fresh process (the CLI's own steps)."""
+def cli_split_child(out: str, overrides: list[str]) -> dict:
+    """A default ``stress-test`` run's parts (with ``overrides``, e.g. ``mc.paths=20000``), timed in a
+    fresh process (the CLI's own steps)."""
     t0 = time.perf_counter()
     import logging
 
@@ -115,7 +116,7 @@ def cli_split_child(out: str) -> dict:
 
     t_imports = time.perf_counter() - t0
     t = time.perf_counter()
-    cfg = compose([f"output.dir={out}"])
+    cfg = compose([f"output.dir={out}", *overrides])
     t_compose = time.perf_counter() - t
     engine_s = []
     real = executor.run_chunks
@@ -192,16 +193,18 @@ def engines(trees: list[tuple[str, Path]], args) -> None:
     print(f"problem: {r['shape']}, float64, {r['loan_months']:.3e} loan-months; median of {args.repeat}")
 
 
-def cli_split(trees: list[tuple[str, Path]], repeat: int) -> None:
-    """The default stress-test run's time split, each tree ``repeat`` times, alternating; medians."""
+def cli_split(trees: list[tuple[str, Path]], repeat: int, paths: int | None = None) -> None:
+    """The default stress-test run's time split (at ``paths`` paths, default the config's), each tree
+    ``repeat`` times, alternating; medians."""
     parts = ("imports", "compose", "engine", "dataset", "figures", "report")
-    print("default stress-test run (fresh process, wall seconds; 'figures serial': the same figures again in one\n"
-          "process, after the run; 'same': the same PNG bytes both times):")
+    overrides = [] if paths is None else [f"mc.paths={paths}"]
+    print(f"default stress-test run{'' if paths is None else f' at {paths:,} paths'} (fresh process, wall seconds; "
+          "'figures serial': the same\nfigures again in one process, after the run; 'same': the same PNG bytes both times):")
     runs = {label: [] for label, _ in trees}
     for i in range(repeat):
         for label, tree in trees:
             with tempfile.TemporaryDirectory() as out:
-                runs[label].append(run_child(tree, ["cli", out]))
+                runs[label].append(run_child(tree, ["cli", out, json.dumps(overrides)]))
             print(f"  run {i + 1} {label:<7} " + " ".join(f"{p} {runs[label][-1][p]:.2f}" for p in parts)
                   + f" figures serial {runs[label][-1]['figures serial']:.2f} same {runs[label][-1]['same bytes']}",
                   flush=True)
@@ -217,7 +220,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--child"]:
         kind = sys.argv[2]
         res = (engine_child(sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])) if kind == "engine"
-               else cli_split_child(sys.argv[3]))
+               else cli_split_child(sys.argv[3], json.loads(sys.argv[4]) if len(sys.argv) > 4 else []))
         print(json.dumps(res))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -227,6 +230,9 @@ def main() -> None:
     ap.add_argument("--skip-engines", action="store_true")
     ap.add_argument("--skip-cli", action="store_true")
     ap.add_argument("--cli-repeat", type=int, default=1, help="default stress-test runs per tree (median)")
+    ap.add_argument("--cli-paths", type=lambda v: [int(x) for x in v.split(",")], default=[None],
+                    help="comma-separated path counts of the CLI runs (default: the config's 2,000), e.g. "
+                         "2000,10000,20000: where the engine starts to dominate a run")
     ap.add_argument("--skip-exponents", action="store_true")
     args = ap.parse_args()
     print(f"machine: {os.cpu_count()} CPU cores, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -234,7 +240,8 @@ def main() -> None:
     if not args.skip_engines:
         engines(trees, args)
     if not args.skip_cli:
-        cli_split(trees, args.cli_repeat)
+        for paths in args.cli_paths:
+            cli_split(trees, args.cli_repeat, paths)
     if not args.skip_exponents:
         print(f"numpy engine time ~ n^b (one run each, {args.paths} paths unless varied):")
         for name, n1, n2, b in exponents(args.paths):

@@ -14,7 +14,7 @@ from .config.install import VERSION, config_dirs, tape_path
 from .config.portfolio import load_portfolio
 from .config.schema import StressConfig
 from .engine import backend, executor, footprint, lock, problem
-from .engine.checkpoint import ChunkStore
+from .engine.checkpoint import ChunkStore, stored_chunk_paths
 from .engine.chunk import chunk_paths
 from .engine.hostkernel import kernel_hash
 from .errors import ConfigError
@@ -49,6 +49,8 @@ def _run(cfg: StressConfig) -> xr.Dataset:
     S, K, L = prob.shape
     be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
     chunk = chunk_paths(cfg, prob, be.kernel)
+    if cfg.output.resume and cfg.mc.chunk_paths is None:  # the default chunk depends on the engine, a chunk's
+        chunk = stored_chunk_paths(cfg.output.dir) or chunk  # numbers do not: resume on any backend
     footprint.check(footprint.of_run(cfg, prob, chunk, be.kernel), cfg.mc.paths)  # before any per-path array or chunk file
     store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), VERSION)
     started = time.perf_counter()

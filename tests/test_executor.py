@@ -166,6 +166,34 @@ def test_resume_on_a_dask_cluster_continues_a_local_run(clean, tmp_path, monkeyp
     assert_identical(clean.drop_attrs(), ds.drop_attrs())
 
 
+@pytest.mark.kernels
+def test_resume_on_another_backend_keeps_the_stored_chunk_size(clean, tmp_path, monkeypatch, caplog):
+    """Without mc.chunk_paths the default chunk depends on the engine (the kernel engines' minimum),
+    the numbers of a chunk do not: a numpy run interrupted after 3 chunks of 25 paths is finished on
+    the host kernel, whose default here would be 40, in the stored run's chunks."""
+    import logging
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
+    monkeypatch.setattr(chunk, "CELLS_PER_CHUNK", 2 * 2 * 30 * 25)  # numpy: 25 paths (2 scenarios, 2 tenors, 30 loans)
+    monkeypatch.setattr(chunk, "KERNEL_MIN_PATHS", 40)
+    default = [o for o in SMALL if not o.startswith("mc.chunk_paths=")]
+    out = tmp_path / "out"
+    stop = Interrupt(monkeypatch, after=3)
+    with pytest.raises(KeyboardInterrupt):
+        run(config(default + ["output.paths=true", f"output.dir={out}"]))
+    monkeypatch.setattr(engine, "simulate", stop.real)
+    assert len(list((out / "chunks").glob("chunk-*.npz"))) == 3
+    with caplog.at_level(logging.INFO, logger="stress"):
+        ds = run(config([o for o in default if o != "backend=numpy"]
+                        + ["backend=host", "output.paths=true", f"output.dir={out}", "output.resume=true"]))
+    assert "reusing 3 finished chunks" in caplog.text
+    for name in clean.data_vars:  # paths 75-119 on the host kernel: parity with numpy, see tests/test_kernels.py
+        np.testing.assert_allclose(ds[name].values, clean[name].values, rtol=1e-9, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(ds.default_month.values, clean.default_month.values)
+
+
 def test_changed_config_refuses_stale_chunks(tmp_path, monkeypatch):
     out = tmp_path / "out"
     interrupted_run(monkeypatch, out)

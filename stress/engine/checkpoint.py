@@ -88,6 +88,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
         raise
 
 
+def stored_chunk_paths(out_dir) -> int | None:
+    """Paths per chunk of the unfinished run whose chunks are in ``out_dir``, or None when it holds
+    none (or its manifest cannot be read: :meth:`ChunkStore.open` then says why)."""
+    try:
+        return int(json.loads((Path(out_dir) / DIRNAME / MANIFEST).read_text())["chunk_paths"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def chunk_name(start: int, stop: int) -> str:
     return f"chunk-{start:010d}-{stop:010d}.npz"
 
