@@ -69,13 +69,14 @@ def engine_child(backend_name: str, overrides: list[str], repeat: int) -> dict:
     from stress.config.install import tape_path
     from stress.config.portfolio import load_portfolio
     from stress.engine import backend, problem
-    from stress.engine.chunk import CELLS_PER_CHUNK
+    from stress.engine.chunk import chunk_paths
 
     cfg = to_schema(compose([*overrides, "mc.fan_paths=0"]))
     prob = problem.build_problem(cfg, load_portfolio(tape_path(cfg), cfg.market.chips))
     S, K, L = prob.shape
     be = backend.select(backend_name)
-    chunk = max(1, CELLS_PER_CHUNK // (S * K * L))
+    kernel = getattr(be, "kernel", False)  # (a --before tree older than the kernel engines' chunk has neither)
+    chunk = chunk_paths(cfg, prob, kernel) if kernel else chunk_paths(cfg, prob)
     cells = S * cfg.mc.paths * int(prob.tenor.sum())  # sum over tenors and loans of the months to maturity
     def work():
         for a in range(0, cfg.mc.paths, chunk):

@@ -48,10 +48,14 @@ def _run(cfg: StressConfig) -> xr.Dataset:
     prob = problem.build_problem(cfg, tape)
     S, K, L = prob.shape
     be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
-    chunk = chunk_paths(cfg, prob, be.kernel)
-    if cfg.output.resume and cfg.mc.chunk_paths is None:  # the default chunk depends on the engine, a chunk's
-        chunk = stored_chunk_paths(cfg.output.dir) or chunk  # numbers do not: resume on any backend
-    footprint.check(footprint.of_run(cfg, prob, chunk, be.kernel), cfg.mc.paths)  # before any per-path array or chunk file
+    kernel = be.kernel or (cfg.executor.kind == "dask" and cfg.executor.gpus)  # Dask GPU workers run CuPy
+    chunk = chunk_paths(cfg, prob, kernel)
+    stored = stored_chunk_paths(cfg.output.dir) if cfg.output.resume and cfg.mc.chunk_paths is None else None
+    if stored is not None and stored != chunk:  # the default chunk depends on the engine, a chunk's numbers do not
+        log.info("output.resume=true: continuing in the stored run's chunks of %d paths (this engine's default: %d)",
+                 stored, chunk)
+        chunk = stored
+    footprint.check(footprint.of_run(cfg, prob, chunk, kernel), cfg.mc.paths)  # before any per-path array or chunk file
     store = None if cfg.output.dir is None else ChunkStore.open(cfg, chunk, tape_path(cfg), VERSION)
     started = time.perf_counter()
     with executor.start(cfg, be) as ex:

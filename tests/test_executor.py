@@ -194,6 +194,23 @@ def test_resume_on_another_backend_keeps_the_stored_chunk_size(clean, tmp_path, 
     np.testing.assert_array_equal(ds.default_month.values, clean.default_month.values)
 
 
+def test_stored_chunk_size_is_read_only_from_a_run_with_finished_chunks(tmp_path):
+    """A manifest without chunk files (a run stopped before its first chunk: started afresh) or
+    with a bad size gives no stored size; one with finished chunks gives it."""
+    import json
+
+    chunks = tmp_path / "chunks"
+    assert checkpoint.stored_chunk_paths(tmp_path) is None  # no chunks/ at all
+    chunks.mkdir()
+    (chunks / "manifest.json").write_text(json.dumps({"chunk_paths": 25, "chunks": {}}))
+    assert checkpoint.stored_chunk_paths(tmp_path) is None
+    (chunks / checkpoint.chunk_name(0, 25)).write_bytes(b"")
+    assert checkpoint.stored_chunk_paths(tmp_path) == 25
+    for bad in ('{"chunk_paths": 0}', '{"chunk_paths": "x"}', "{", "[]"):
+        (chunks / "manifest.json").write_text(bad)
+        assert checkpoint.stored_chunk_paths(tmp_path) is None, bad
+
+
 def test_changed_config_refuses_stale_chunks(tmp_path, monkeypatch):
     out = tmp_path / "out"
     interrupted_run(monkeypatch, out)

@@ -104,13 +104,18 @@ def _repeated_tape(tmp_path, n):
     return out
 
 
+@pytest.mark.kernels
 def test_kernel_engines_get_chunks_of_at_least_kernel_min_paths_on_a_large_tape(tmp_path, monkeypatch):
     """numpy's default chunk is about CELLS_PER_CHUNK cells (166 paths for 7 x 3 x 300 loans); the
     kernel engines', whose working set is per thread, at least KERNEL_MIN_PATHS; an explicit
     mc.chunk_paths is kept by both. The run on backend=host uses the kernel chunk, and the footprint
     of its chunks is the kernel's."""
+    import shutil
+
     from stress.engine.chunk import CELLS_PER_CHUNK, KERNEL_MIN_PATHS, chunk_paths
 
+    if shutil.which("g++") is None:
+        pytest.skip("needs g++")
     tape = _repeated_tape(tmp_path, 300)
     cfg = to_schema(stress.compose([f"portfolio.path={tape}", "mc.paths=400", "mc.fan_paths=0", "backend=host"]))
     prob = problem.build_problem(cfg, load_portfolio(tape, cfg.market.chips))
@@ -130,3 +135,21 @@ def test_kernel_engines_get_chunks_of_at_least_kernel_min_paths_on_a_large_tape(
                         or real(ex, prob, cfg, chunk, store))
     ds = stress.run(cfg)
     assert seen == [256] and ds.attrs["backend"] == "host" and ds.loss.sizes["path"] == 400
+
+
+def test_dask_gpu_workers_get_the_kernel_chunk_whatever_the_client_backend(monkeypatch):
+    """With executor.gpus the Dask workers run CuPy, so the chunk is a kernel engine's even where the
+    client resolved backend=numpy (the cluster is replaced by the local loop here: no GPU needed)."""
+    from stress.engine import chunk
+
+    monkeypatch.setattr(chunk, "CELLS_PER_CHUNK", 30 * 20)  # numpy: 20 paths of 1 scenario x 1 tenor x 30 loans
+    monkeypatch.setattr(chunk, "KERNEL_MIN_PATHS", 50)
+    monkeypatch.setattr(executor, "DaskExecutor", executor.LocalExecutor)
+    seen = []
+    real = executor.run_chunks
+    monkeypatch.setattr(executor, "run_chunks", lambda ex, prob, cfg, size, store: seen.append(size)
+                        or real(ex, prob, cfg, size, store))
+    small = ["scenario=[baseline]", "tenors=[36]", "mc.paths=100", "mc.fan_paths=0", "backend=numpy"]
+    stress.run(stress.compose(small))
+    stress.run(stress.compose(small + ["executor.kind=dask", "executor.gpus=true"]))
+    assert seen == [20, 50]

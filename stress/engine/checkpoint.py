@@ -90,11 +90,16 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 def stored_chunk_paths(out_dir) -> int | None:
     """Paths per chunk of the unfinished run whose chunks are in ``out_dir``, or None when it holds
-    none (or its manifest cannot be read: :meth:`ChunkStore.open` then says why)."""
+    no finished chunk (:meth:`ChunkStore.open` then starts afresh) or its manifest cannot be read
+    (``open`` then says why)."""
+    directory = Path(out_dir) / DIRNAME
+    if not any(directory.glob("chunk-*.npz")):
+        return None
     try:
-        return int(json.loads((Path(out_dir) / DIRNAME / MANIFEST).read_text())["chunk_paths"])
+        paths = int(json.loads((directory / MANIFEST).read_text())["chunk_paths"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return paths if paths > 0 else None
 
 
 def chunk_name(start: int, stop: int) -> str:
