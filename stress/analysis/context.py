@@ -69,7 +69,7 @@ def run_batch(ctx: Context, scenarios: dict[str, list[ShockConfig]], *, cfg: Str
     tape = tape if tape is not None else ctx.tape
     prob = problem.build_problem(c, tape)
     S, K, L = prob.shape
-    kernel = getattr(ctx.be, "kernel", False)
+    kernel = ctx.be.kernel
     chunk = chunk_paths(c, prob, kernel)
     footprint.check(footprint.estimate(S, K, L, prob.months, c.mc.paths, chunk, 0, False, c.mc.importance_sampling,
                                        kernel=kernel),
