@@ -48,7 +48,7 @@ def _run(cfg: StressConfig) -> xr.Dataset:
     prob = problem.build_problem(cfg, tape)
     S, K, L = prob.shape
     be = backend.select(cfg.backend, cfg.mc.importance_sampling)  # auto resolved here, once per run
-    kernel = be.kernel or (cfg.executor.kind == "dask" and cfg.executor.gpus)  # Dask GPU workers run CuPy
+    kernel = backend.is_kernel(executor.engine_of(cfg, be))
     chunk = chunk_paths(cfg, prob, kernel)
     stored = stored_chunk_paths(cfg.output.dir) if cfg.output.resume and cfg.mc.chunk_paths is None else None
     if stored is not None and stored != chunk:  # the default chunk depends on the engine, a chunk's numbers do not

@@ -189,8 +189,8 @@ def test_resume_on_another_backend_keeps_the_stored_chunk_size(clean, tmp_path, 
         ds = run(config([o for o in default if o != "backend=numpy"]
                         + ["backend=host", "output.paths=true", f"output.dir={out}", "output.resume=true"]))
     assert "reusing 3 finished chunks" in caplog.text
-    for name in clean.data_vars:  # paths 75-119 on the host kernel: parity with numpy, see tests/test_kernels.py
-        np.testing.assert_allclose(ds[name].values, clean[name].values, rtol=1e-9, atol=1e-6, err_msg=name)
+    for name in clean.data_vars:  # paths 75-119 on the host kernel: libm's exp, log and pow against numpy's
+        np.testing.assert_allclose(ds[name].values, clean[name].values, rtol=1e-10, err_msg=name)  # (test_kernels)
     np.testing.assert_array_equal(ds.default_month.values, clean.default_month.values)
 
 

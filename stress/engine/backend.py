@@ -26,6 +26,12 @@ from .problem import Problem
 log = logging.getLogger("stress")
 
 
+def is_kernel(name: str) -> bool:
+    """True for the fused kernel (``cupy`` or ``host``): its working set does not grow with a chunk's
+    paths x loans, as the numpy engine's dense arrays do."""
+    return name != "numpy"
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str  # "numpy", "cupy" or "host"
@@ -35,9 +41,7 @@ class Backend:
 
     @property
     def kernel(self) -> bool:
-        """True for the fused kernel (CUDA or host-compiled): its working set does not grow with a chunk's
-        paths x loans, as the numpy engine's dense arrays do."""
-        return self.name != "numpy"
+        return is_kernel(self.name)
 
     def simulate(self, prob: Problem, seed: int, start: int, stop: int, fan_paths: int, dtype=np.float64,
                  keep_paths: bool = False) -> ChunkResult:

@@ -217,9 +217,7 @@ class DaskExecutor:
             raise ConfigError("executor.kind=dask needs Dask: pip install 'gpu-credit-stress[dask]' "
                               "(or pip install 'dask[distributed]')") from None
         self.cluster = self.client = None
-        # the workers' engine: CuPy with executor.gpus, else the run's backend as resolved on this
-        # machine (backend=auto chose it once: every worker runs that engine, by name)
-        self.backend = "cupy" if ex.gpus else be.name
+        self.backend = engine_of(cfg, be)
         # Dask logs every worker start and stop at INFO, which the CLI's (Hydra's) root handler would print
         self._logger = logging.getLogger("distributed")
         self._old_level = self._logger.level
@@ -307,6 +305,12 @@ class DaskExecutor:
                     thing.close()
         self.client = self.cluster = None
         self._logger.setLevel(self._old_level)
+
+
+def engine_of(cfg: StressConfig, be: _backend.Backend) -> str:
+    """The engine that runs the chunks: CuPy on Dask GPU workers (``executor.gpus``), else ``be``'s,
+    as resolved on this machine (backend=auto chose it once: every Dask worker runs it, by name)."""
+    return "cupy" if cfg.executor.kind == "dask" and cfg.executor.gpus else be.name
 
 
 @contextlib.contextmanager
